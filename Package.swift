@@ -1,0 +1,83 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// `zcr` uses jemalloc as its allocator so that `zcr profile` can read exact per-thread statistics.
+// ThreadSanitizer replaces malloc too, so sanitizer builds set ZCR_JEMALLOC=0 (see tools/test).
+let linkJemalloc = Context.environment["ZCR_JEMALLOC"] != "0"
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "ZeroCopyReactor",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ZeroCopyReactor", targets: ["ZeroCopyReactor"]),
+        .library(name: "ZeroCopyProfiler", targets: ["ZeroCopyProfiler"]),
+        .library(name: "ZeroCopyLoad", targets: ["ZeroCopyLoad"]),
+        .executable(name: "zcr", targets: ["zcr"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
+    targets: [
+        // The only C in the project: epoll/eventfd/sendmsg declarations Swift cannot import cleanly,
+        // one thread-local slot, and the run-time lookup of jemalloc's mallctl.
+        .target(name: "CZeroCopyShims"),
+        .target(
+            name: "ZeroCopyReactor",
+            dependencies: [
+                "CZeroCopyShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        // The allocation profiler behind `zcr profile`: jemalloc statistics, scenarios, JSON and HTML reports.
+        .target(
+            name: "ZeroCopyProfiler",
+            dependencies: ["ZeroCopyReactor", "CZeroCopyShims"],
+            swiftSettings: strict
+        ),
+        // The load generator behind `zcr load`: many connections, open and closed loop, HdrHistogram latencies.
+        .target(
+            name: "ZeroCopyLoad",
+            dependencies: [
+                "ZeroCopyReactor",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zcr",
+            dependencies: [
+                "ZeroCopyReactor", "ZeroCopyProfiler", "ZeroCopyLoad",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict,
+            linkerSettings: linkJemalloc ? [.linkedLibrary("jemalloc")] : []
+        ),
+        .testTarget(
+            name: "ZeroCopyReactorTests",
+            dependencies: ["ZeroCopyReactor", "CZeroCopyShims"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZeroCopyProfilerTests",
+            dependencies: ["ZeroCopyProfiler", "ZeroCopyReactor", "CZeroCopyShims"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZeroCopyLoadTests",
+            dependencies: ["ZeroCopyLoad", "ZeroCopyReactor"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,38 @@
+// The C side of the syscall layer: thin declarations Swift cannot import as-is
+// (the packed epoll_event, epoll_pwait2), errno access, one thread-local slot,
+// and jemalloc's mallctl found at run time. No logic lives here.
+#ifndef CZEROCOPYSHIMS_H
+#define CZEROCOPYSHIMS_H
+
+#include <stdint.h>
+#include <stddef.h>
+#include <sys/types.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+// epoll: the event as two plain fields (the kernel struct is packed on x86_64).
+typedef struct { uint32_t events; uint64_t data; } zcr_epoll_event;
+int zcr_epoll_create(void);
+int zcr_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
+// Waits at most timeout_ns (negative: forever); fills up to max events. Returns count or -1 (errno).
+int zcr_epoll_wait(int epfd, zcr_epoll_event *events, int max, int64_t timeout_ns);
+
+int zcr_eventfd(void);
+int zcr_accept(int fd);  // accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC
+int zcr_errno(void);
+void zcr_set_errno(int value);
+
+// sendmsg with one iovec array and flags (MSG_NOSIGNAL is always added).
+ssize_t zcr_sendmsg(int fd, const struct iovec *iov, int iovcnt, int flags);
+
+// The calling thread's node pool (owned by Swift; NULL until first use).
+void *zcr_thread_slot(void);
+void zcr_set_thread_slot(void *value);
+int zcr_thread_id(void);
+void zcr_set_thread_name(const char *name);
+
+// jemalloc's mallctl, looked up with dlsym(RTLD_DEFAULT): NULL when jemalloc is not loaded.
+typedef int (*zcr_mallctl_fn)(const char *, void *, size_t *, void *, size_t);
+zcr_mallctl_fn zcr_find_mallctl(void);
+
+#endif

@@ -1,0 +1,51 @@
+#define _GNU_SOURCE
+#include "CZeroCopyShims.h"
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+int zcr_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int zcr_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
+    struct epoll_event ev = { .events = events, .data = { .u64 = data } };
+    return epoll_ctl(epfd, op, fd, &ev);
+}
+
+int zcr_epoll_wait(int epfd, zcr_epoll_event *out, int max, int64_t timeout_ns) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n;
+    if (timeout_ns < 0) {
+        n = epoll_pwait2(epfd, evs, max, NULL, NULL);
+    } else {
+        struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
+        n = epoll_pwait2(epfd, evs, max, &ts, NULL);
+    }
+    for (int i = 0; i < n; i++) { out[i].events = evs[i].events; out[i].data = evs[i].data.u64; }
+    return n;
+}
+
+int zcr_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+int zcr_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+int zcr_errno(void) { return errno; }
+void zcr_set_errno(int value) { errno = value; }
+
+ssize_t zcr_sendmsg(int fd, const struct iovec *iov, int iovcnt, int flags) {
+    struct msghdr msg = { 0 };
+    msg.msg_iov = (struct iovec *)iov;
+    msg.msg_iovlen = (size_t)iovcnt;
+    return sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
+}
+
+static __thread void *thread_slot;
+void *zcr_thread_slot(void) { return thread_slot; }
+void zcr_set_thread_slot(void *value) { thread_slot = value; }
+int zcr_thread_id(void) { return (int)syscall(SYS_gettid); }
+void zcr_set_thread_name(const char *name) { pthread_setname_np(pthread_self(), name); }
+
+zcr_mallctl_fn zcr_find_mallctl(void) { return (zcr_mallctl_fn)dlsym(RTLD_DEFAULT, "mallctl"); }

@@ -1,0 +1,404 @@
+// One TCP connection, on one loop for its whole life. The cross-thread surface is `write` (lock-free append to
+// the write chain), `isWritable`, `waitUntilWritable`, and `close`/`shutdownOutput`/`abort`/`pauseReading`
+// (which hop to the loop). Everything else is loop only: the descriptor, the handler, the state machine.
+// Teardown happens in one place (`teardown`), exactly once, and releases every queued slice.
+import Glibc
+import Synchronization
+
+public final class Connection: @unchecked Sendable, Selectable {
+    public let id: UInt64
+    public let loop: EventLoop
+    /// True for connections made with `ReactorPool.connect`.
+    public let isClient: Bool
+    public let highWatermark: Int
+    public let lowWatermark: Int
+    let chain: WriteChain
+    /// Link in the loop's ready stack (see EventLoop.scheduleFlush): written by the one party that pushes the
+    /// connection, read by the loop after its acquiring take.
+    var readyNext: UInt = 0
+
+    /// Writability as the loop decided it, and the tasks waiting for it (any thread, under the lock).
+    private struct WaitState {
+        var writable = true
+        var closed = false
+        var waiters: [CheckedContinuation<Void, any Error>] = []
+    }
+    private let waitState = Locked(WaitState())
+    /// Mirror of `WaitState.writable` for the lock-free `isWritable` (written by the loop under the lock;
+    /// relaxed: a hint whose staleness is covered by `waitUntilWritable` re-checking under the lock).
+    private let writableFlag = Atomic<Bool>(true)
+
+    // Loop only.
+    private enum State { case connecting, open, closed }
+    private enum CloseIntent { case none, shutdownOutput, close }
+    private var state: State
+    private var descriptor: FileDescriptor?
+    /// The raw descriptor number while open (-1 after close); for logs and fault injection in tests.
+    public private(set) var fd: Int32
+    private var handler: (any ConnectionHandler)?
+    private var registration: Registration?
+    private var interest: UInt32 = 0
+    private var loopWritable = true
+    private var isFlushing = false
+    private var deferredTeardown: ReactorError??
+    private var readingPaused = false
+    private var inputClosed = false
+    private var outputClosed = false
+    private var closeIntent = CloseIntent.none
+    private var connectTimer: TimerID?
+    /// Per-connection counters (loop only).
+    public private(set) var stats = ConnectionStats()
+    /// True once the connection was established (a failed client connect never is).
+    public private(set) var wasEstablished = false
+
+    private static let ids = Atomic<UInt64>(1)
+    /// Process-wide connection ids (relaxed: only uniqueness matters).
+    static func nextID() -> UInt64 { ids.wrappingAdd(1, ordering: .relaxed).oldValue }
+
+    init(id: UInt64, descriptor: consuming FileDescriptor, loop: EventLoop, connecting: Bool) {
+        self.id = id
+        self.loop = loop
+        self.isClient = connecting
+        self.fd = descriptor.raw
+        self.descriptor = consume descriptor
+        self.state = connecting ? .connecting : .open
+        let config = loop.configuration
+        highWatermark = config.highWatermark
+        lowWatermark = config.lowWatermark
+        chain = WriteChain(highWatermark: config.highWatermark, hardCap: config.writeBufferHardCap)
+    }
+
+    // MARK: writing (any thread)
+
+    /// Queues one slice. Never copies; the slice is released exactly once (see `SliceObserver`).
+    /// Throws, after releasing the slice, when the connection is closed or the hard cap would be exceeded.
+    public func write(_ slice: Slice) throws(ReactorError) {
+        var message = OutboundMessage()
+        message.append(slice)
+        try write(&message)
+    }
+
+    /// Queues a whole message in one atomic step: messages written from different threads never interleave.
+    /// The message is left empty.
+    public func write(_ message: inout OutboundMessage) throws(ReactorError) {
+        if message.copiedBytes > 0 { loop.bytesCopied.wrappingAdd(message.copiedBytes, ordering: .relaxed) }
+        switch chain.append(&message) {
+        case .becameNonEmpty: loop.scheduleFlush(self)
+        case .queued: break
+        case .refused(let error): throw error
+        }
+    }
+
+    /// Copies `bytes` into a new buffer and queues that: for callers who cannot keep the borrowing contract.
+    /// The copy is counted in `LoopCounters.bytesCopied` (and is what `zcr profile --copy-control` measures).
+    public func writeCopying(_ bytes: UnsafeRawBufferPointer) throws(ReactorError) {
+        guard bytes.count > 0 else { return }
+        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
+        copy.copyMemory(from: bytes)
+        loop.bytesCopied.wrappingAdd(bytes.count, ordering: .relaxed)
+        var slice = Slice(unsafeBytes: UnsafeRawBufferPointer(copy), release: { UnsafeMutableRawBufferPointer(mutating: $0).deallocate() })
+        slice.userBytes = bytes
+        try write(slice)
+    }
+
+    /// Bytes queued and not yet accepted by the kernel (cross-thread appends count as soon as they are made).
+    public var pendingBytes: Int { chain.pending }
+
+    /// False from the moment the pending bytes reach the high watermark until they fall to the low one.
+    public var isWritable: Bool {
+        chain.pending < highWatermark && writableFlag.load(ordering: .relaxed)
+    }
+
+    /// Returns when the connection is writable; throws `ReactorError.connectionClosed` if it closes first.
+    public func waitUntilWritable() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let resume: Result<Void, ReactorError>? = waitState.withLock { s in
+                if s.closed { return .failure(.connectionClosed) }
+                if s.writable && chain.pending < highWatermark { return .success(()) }
+                s.waiters.append(continuation)
+                return nil
+            }
+            if let resume { continuation.resume(with: resume.mapError { $0 as any Error }) }
+        }
+    }
+
+    // MARK: closing (any thread)
+
+    /// Graceful close: sends what is queued, shuts the write side down, then closes. Later writes are refused.
+    public func close() {
+        chain.refuseNewAppends()
+        onLoop { $0.requestClose(.close) }
+    }
+
+    /// Half-close: sends what is queued, then shuts the write side down; reading goes on until the peer closes.
+    public func shutdownOutput() {
+        chain.refuseNewAppends()
+        onLoop { $0.requestClose(.shutdownOutput) }
+    }
+
+    /// Closes now with a reset; queued slices are released with `.aborted`.
+    public func abort() {
+        chain.refuseNewAppends()
+        onLoop { $0.teardown(.aborted) }
+    }
+
+    /// Stops reading (the peer's sends then fill the kernel buffers and stall): inbound backpressure.
+    public func pauseReading() { onLoop { $0.setReadingPaused(true) } }
+    public func resumeReading() { onLoop { $0.setReadingPaused(false) } }
+
+    /// Per-connection counters, read on the loop.
+    public func statistics() -> ConnectionStats? { loop.submitAndWait { [self] in stats } }
+
+    private func onLoop(_ body: @escaping @Sendable (Connection) -> Void) {
+        if loop.inLoop {
+            body(self)
+        } else if !loop.execute({ [self] in body(self) }) {
+            // The loop has stopped: the pool's shutdown already closed this connection.
+        }
+    }
+
+    // MARK: loop side
+
+    /// Starts an accepted connection, or a client connection (waits for the connect to complete).
+    func start(handler: any ConnectionHandler, connectTimeout: UInt64?) {
+        loop.preconditionInLoop()
+        self.handler = handler
+        let config = loop.configuration
+        if let size = config.socketSendBuffer { try? Sys.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, value: size) }
+        if let size = config.socketReceiveBuffer { try? Sys.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: size) }
+        let events = state == .connecting ? Epoll.output : (Epoll.input | Epoll.readHangup)
+        do {
+            registration = try loop.register(fd: fd, events: events, self)
+            interest = events
+        } catch {
+            teardown(.system(error))
+            return
+        }
+        if state == .connecting {
+            if let timeout = connectTimeout {
+                connectTimer = loop.scheduleTimer(after: timeout) { [self] in
+                    connectTimer = nil
+                    if state == .connecting { teardown(.connectTimeout) }
+                }
+            }
+        } else {
+            opened()
+        }
+    }
+
+    /// Fails a connection that never got going (for a connect that failed at once).
+    func fail(handler: any ConnectionHandler, error: ReactorError) {
+        self.handler = handler
+        teardown(error)
+    }
+
+    private func opened() {
+        state = .open
+        wasEstablished = true
+        loop.counters.connectionsOpen += 1
+        if isClient { loop.counters.connectionsConnected += 1 } else { loop.counters.connectionsAccepted += 1 }
+        handler?.connectionOpened(self)
+        if state == .open { flushNow() }
+    }
+
+    func ready(events: UInt32) {
+        if state == .connecting {
+            completeConnect()
+            return
+        }
+        let hangup = events & (Epoll.error | Epoll.hangup) != 0
+        if events & (Epoll.input | Epoll.readHangup) != 0 || hangup {
+            if !inputClosed && (!readingPaused || hangup) { readAvailable() }
+        }
+        if state == .open && events & Epoll.output != 0 { flushNow() }
+        if state == .open && events & Epoll.error != 0 {
+            let code = (try? Sys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR)) ?? 0
+            teardown(.system(SystemError(errno: code == 0 ? ECONNRESET : code, call: "epoll")))
+        } else if state == .open && events & Epoll.hangup != 0 && inputClosed && chain.pending > 0 {
+            teardown(.system(SystemError(errno: EPIPE, call: "epoll")))
+        }
+    }
+
+    private func completeConnect() {
+        let code: Int32
+        do { code = try Sys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR) } catch { code = error.errno }
+        if code != 0 {
+            teardown(.system(SystemError(errno: code, call: "connect")))
+            return
+        }
+        if let t = connectTimer { loop.cancelTimer(t); connectTimer = nil }
+        setInterest(Epoll.input | Epoll.readHangup)
+        opened()
+    }
+
+    private func readAvailable() {
+        // Up to four reads while each fills its region, then give the other connections their turn.
+        for _ in 0..<4 {
+            guard state == .open, !inputClosed else { return }
+            let (buffer, offset, region) = loop.readBuffers.nextRegion()
+            let result: IOResult<Int>
+            do {
+                result = try Sys.read(fd, into: region)
+            } catch {
+                teardown(.system(error))
+                return
+            }
+            guard case .processed(let n) = result else { return }
+            loop.counters.reads += 1
+            if n == 0 {
+                inputClosed = true
+                setInterest(interest & ~(Epoll.input | Epoll.readHangup))
+                handler?.connectionDidReachEnd(self)
+                // Both directions are done once the write side was shut down too.
+                if state == .open && outputClosed { teardown(nil) }
+                return
+            }
+            loop.counters.bytesRead += n
+            stats.bytesRead += n
+            handler?.connection(self, didRead: InboundBytes(
+                bytes: UnsafeRawBufferPointer(rebasing: region[0..<n]), buffer: buffer, offset: offset))
+            if n < region.count || readingPaused { return }
+        }
+    }
+
+    /// Flushes the chain (called by the loop when the connection is ready, on EPOLLOUT, and after connect).
+    func flushNow() {
+        guard state == .open, !chain.isSealed, !isFlushing else { return }
+        isFlushing = true
+        var flushed = FlushStats()
+        let fd = self.fd
+        let outcome = chain.flush(
+            iov: loop.iov, budget: loop.configuration.writeSpinBudget, verify: loop.configuration.verifyIovecs,
+            stats: &flushed
+        ) { (iov: UnsafeMutableBufferPointer<iovec>) throws(SystemError) -> IOResult<Int> in
+            if iov.count == 1 { return try Sys.send(fd, iov[0].iov_base, iov[0].iov_len) }
+            return try Sys.sendmsg(fd, iov)
+        }
+        isFlushing = false
+        stats.write += flushed
+        loop.counters.write += flushed
+        if let deferred = deferredTeardown {
+            teardown(deferred)
+            return
+        }
+        switch outcome {
+        case .drained:
+            setInterest(interest & ~Epoll.output)
+        case .wouldBlock:
+            setInterest(interest | Epoll.output)
+        case .budgetExhausted:
+            // Still writable: continue on the next iteration, after the loop's other connections.
+            setInterest(interest & ~Epoll.output)
+            loop.scheduleFlush(self)
+        case .failed(let error):
+            teardown(.system(error))
+            return
+        }
+        updateWritability()
+        if state == .open && closeIntent != .none && outcome == .drained { finishOutput() }
+    }
+
+    private func updateWritability() {
+        let pending = chain.pending
+        let crossed = chain.takeCrossedHigh()
+        if loopWritable && (pending >= highWatermark || crossed) {
+            loopWritable = false
+            waitState.withLock {
+                $0.writable = false
+                writableFlag.store(false, ordering: .relaxed)
+            }
+            handler?.connection(self, writabilityChanged: false)
+        }
+        if state == .open && !loopWritable && chain.pending <= lowWatermark {
+            loopWritable = true
+            let waiters = waitState.withLock { s -> [CheckedContinuation<Void, any Error>] in
+                s.writable = true
+                writableFlag.store(true, ordering: .relaxed)
+                defer { s.waiters.removeAll() }
+                return s.waiters
+            }
+            for w in waiters { w.resume() }
+            handler?.connection(self, writabilityChanged: true)
+        }
+    }
+
+    private func requestClose(_ intent: CloseIntent) {
+        switch state {
+        case .closed: return
+        case .connecting: teardown(nil)
+        case .open:
+            if intent == .close || closeIntent == .none { closeIntent = intent }
+            finishOutput()
+        }
+    }
+
+    /// With a close requested: once the chain is idle and empty, seal it, shut the write side, and close if
+    /// asked to (or if the peer has closed too). Otherwise the next drained flush comes back here.
+    private func finishOutput() {
+        guard state == .open, !isFlushing else { return }
+        guard chain.sealIfIdle() else { return }
+        if !outputClosed {
+            outputClosed = true
+            do { try Sys.shutdownWrite(fd) } catch {
+                teardown(error.errno == ENOTCONN ? nil : .system(error))
+                return
+            }
+        }
+        if closeIntent == .close || inputClosed { teardown(nil) }
+    }
+
+    private func setReadingPaused(_ paused: Bool) {
+        guard state != .closed, readingPaused != paused else { return }
+        readingPaused = paused
+        guard state == .open, !inputClosed else { return }
+        let read = Epoll.input | Epoll.readHangup
+        setInterest(paused ? interest & ~read : interest | read)
+    }
+
+    private func setInterest(_ events: UInt32) {
+        guard events != interest, let registration, state != .closed else { return }
+        do {
+            try loop.modify(fd: fd, registration, events: events)
+            interest = events
+        } catch {
+            teardown(.system(error))
+        }
+    }
+
+    /// The one way a connection ends: exactly once, releasing every queued slice, then telling the handler.
+    func teardown(_ error: ReactorError?) {
+        guard state != .closed else { return }
+        if isFlushing {
+            if deferredTeardown == nil { deferredTeardown = .some(error) }
+            return
+        }
+        let wasOpen = state == .open
+        state = .closed
+        if let t = connectTimer { loop.cancelTimer(t); connectTimer = nil }
+        chain.failAll(error ?? .connectionClosed)
+        if let registration { loop.deregister(fd: fd, registration) }
+        registration = nil
+        if error == .aborted {
+            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+            _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+        }
+        if let d = descriptor.take() { d.close() }
+        fd = -1
+        if wasOpen {
+            loop.counters.connectionsOpen -= 1
+            loop.counters.connectionsClosed += 1
+        }
+        let waiters = waitState.withLock { s -> [CheckedContinuation<Void, any Error>] in
+            s.closed = true
+            defer { s.waiters.removeAll() }
+            return s.waiters
+        }
+        for w in waiters { w.resume(throwing: ReactorError.connectionClosed) }
+        let h = handler
+        handler = nil
+        h?.connectionClosed(self, error: error)
+    }
+
+    /// True once closed (loop only).
+    public var isClosed: Bool { state == .closed }
+}

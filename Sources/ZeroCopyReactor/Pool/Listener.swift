@@ -1,0 +1,74 @@
+// One loop's listening socket. Every loop binds its own socket to the same address with SO_REUSEPORT and accepts
+// on it itself, so an accepted connection starts and ends on the loop that accepted it.
+import Glibc
+
+final class Listener: Selectable {
+    private var descriptor: FileDescriptor?
+    private let fd: Int32
+    private unowned let loop: EventLoop
+    private let factory: @Sendable (Connection) -> any ConnectionHandler
+    private var registration: Registration?
+    /// The port this listener is bound to (shared by the pool's listeners for one address).
+    let port: Int
+
+    /// Creates, binds and listens (on the calling thread, so errors reach the caller). `register` is loop only.
+    init(address: SocketAddress, loop: EventLoop,
+         factory: @escaping @Sendable (Connection) -> any ConnectionHandler) throws(SystemError) {
+        let socket = try Sys.socket(family: address.family)
+        try Sys.setOption(socket.raw, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+        try Sys.setOption(socket.raw, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1)
+        try Sys.bind(socket.raw, address)
+        try Sys.listen(socket.raw, backlog: loop.configuration.backlog)
+        fd = socket.raw
+        port = address.port != 0 ? address.port : ((try? Sys.localAddress(socket.raw).port) ?? 0)
+        descriptor = consume socket
+        self.loop = loop
+        self.factory = factory
+    }
+
+    var localAddress: SocketAddress {
+        get throws(SystemError) { try Sys.localAddress(fd) }
+    }
+
+    func register() {
+        loop.preconditionInLoop()
+        registration = try? loop.register(fd: fd, events: Epoll.input, self)
+        loop.listeners.append(self)
+    }
+
+    func ready(events: UInt32) {
+        // Up to 64 accepts per wake-up, so a connection storm cannot starve the loop's other connections.
+        for _ in 0..<64 {
+            let accepted: FileDescriptor?
+            do {
+                accepted = try Sys.accept(fd)
+            } catch {
+                loop.counters.acceptErrors += 1
+                if error.errno == EMFILE || error.errno == ENFILE || error.errno == ENOBUFS || error.errno == ENOMEM {
+                    // Out of descriptors: stop accepting for 100 ms instead of spinning on a level-triggered event.
+                    pauseAccepting()
+                    return
+                }
+                continue
+            }
+            guard let accepted else { return }
+            try? Sys.setOption(accepted.raw, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+            let connection = Connection(id: Connection.nextID(), descriptor: accepted, loop: loop, connecting: false)
+            connection.start(handler: factory(connection), connectTimeout: nil)
+        }
+    }
+
+    private func pauseAccepting() {
+        guard let registration else { return }
+        try? loop.modify(fd: fd, registration, events: 0)
+        loop.scheduleTimer(after: 100_000_000) { [self] in
+            if let registration = self.registration { try? loop.modify(fd: fd, registration, events: Epoll.input) }
+        }
+    }
+
+    func close() {
+        if let registration { loop.deregister(fd: fd, registration) }
+        registration = nil
+        if let d = descriptor.take() { d.close() }
+    }
+}

@@ -1,0 +1,183 @@
+// The one thin layer every system call goes through. Contract:
+// - EINTR is retried here and never seen above;
+// - EAGAIN/EWOULDBLOCK (and EINPROGRESS for connect) come back as `.wouldBlock`, a value, not an error;
+// - any other errno is thrown as a typed SystemError naming the call;
+// - EBADF and EFAULT are bugs in this library and stop the process, naming the call;
+// - tests inject faults per call and descriptor (FaultInjection); release builds compile that out.
+// Nothing above this file reads errno.
+import CZeroCopyShims
+import Glibc
+
+/// The result of a non-blocking call: it did something, or the kernel had no room / no data yet.
+public enum IOResult<Value: Sendable>: Sendable {
+    case processed(Value)
+    case wouldBlock
+}
+
+extension IOResult: Equatable where Value: Equatable {}
+
+enum Sys {
+    /// Runs `body` with fault injection and errno handling. `body` gets the byte limit of an injected
+    /// short count (Int.max otherwise) and returns the raw syscall result (-1 on error).
+    @inline(__always)
+    static func call<R: BinaryInteger & Sendable>(
+        _ name: SyscallName, fd: Int32, _ body: (_ limit: Int) -> R
+    ) throws(SystemError) -> IOResult<R> {
+        while true {
+            var limit = Int.max
+            switch FaultInjection.check(name, fd: fd) {
+            case .errno(let e)?:
+                if e == EINTR { continue }
+                if e == EAGAIN || e == EWOULDBLOCK || e == EINPROGRESS { return .wouldBlock }
+                throw SystemError(errno: e, call: name.rawValue)
+            case .shortCount(let n)?:
+                limit = n
+            case nil:
+                break
+            }
+            let result = body(limit)
+            if result >= 0 { return .processed(result) }
+            let e = zcr_errno()
+            switch e {
+            case EINTR: continue
+            case EAGAIN, EWOULDBLOCK, EINPROGRESS: return .wouldBlock
+            case EBADF, EFAULT:
+                fatalError("\(name.rawValue)(fd \(fd)) failed with unacceptable errno \(e): a bug in ZeroCopyReactor")
+            default:
+                throw SystemError(errno: e, call: name.rawValue)
+            }
+        }
+    }
+
+    /// Like `call`, for calls that never block: `.wouldBlock` is an error there.
+    @inline(__always)
+    static func must<R: BinaryInteger & Sendable>(_ name: SyscallName, fd: Int32 = -1, _ body: () -> R) throws(SystemError) -> R {
+        switch try call(name, fd: fd, { _ in body() }) {
+        case .processed(let r): return r
+        case .wouldBlock: throw SystemError(errno: EAGAIN, call: name.rawValue)
+        }
+    }
+
+    // MARK: descriptors
+
+    static func socket(family: Int32) throws(SystemError) -> FileDescriptor {
+        let fd = try must(.socket) { Glibc.socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0) }
+        return FileDescriptor(adopting: fd)
+    }
+
+    static func epollCreate() throws(SystemError) -> FileDescriptor {
+        FileDescriptor(adopting: try must(.epollCtl) { zcr_epoll_create() })
+    }
+
+    static func eventfd() throws(SystemError) -> FileDescriptor {
+        FileDescriptor(adopting: try must(.eventfd) { zcr_eventfd() })
+    }
+
+    static func accept(_ fd: Int32) throws(SystemError) -> FileDescriptor? {
+        switch try call(.accept, fd: fd, { _ in zcr_accept(fd) }) {
+        case .processed(let newFD): return FileDescriptor(adopting: newFD)
+        case .wouldBlock: return nil
+        }
+    }
+
+    // MARK: sockets
+
+    static func setOption(_ fd: Int32, level: Int32, name: Int32, value: Int32) throws(SystemError) {
+        var v = value
+        _ = try must(.setsockopt, fd: fd) { setsockopt(fd, level, name, &v, socklen_t(MemoryLayout<Int32>.size)) }
+    }
+
+    static func getOption(_ fd: Int32, level: Int32, name: Int32) throws(SystemError) -> Int32 {
+        var v: Int32 = 0
+        var len = socklen_t(MemoryLayout<Int32>.size)
+        _ = try must(.setsockopt, fd: fd) { getsockopt(fd, level, name, &v, &len) }
+        return v
+    }
+
+    static func bind(_ fd: Int32, _ address: SocketAddress) throws(SystemError) {
+        _ = try must(.bind, fd: fd) { address.withSockAddr { Glibc.bind(fd, $0, $1) } }
+    }
+
+    static func listen(_ fd: Int32, backlog: Int32) throws(SystemError) {
+        _ = try must(.listen, fd: fd) { Glibc.listen(fd, backlog) }
+    }
+
+    /// Starts a non-blocking connect: `.wouldBlock` means in progress (wait for EPOLLOUT, then SO_ERROR).
+    static func connect(_ fd: Int32, _ address: SocketAddress) throws(SystemError) -> IOResult<Int32> {
+        try call(.connect, fd: fd) { _ in address.withSockAddr { Glibc.connect(fd, $0, $1) } }
+    }
+
+    static func localAddress(_ fd: Int32) throws(SystemError) -> SocketAddress {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        _ = try must(.bind, fd: fd) {
+            withUnsafeMutablePointer(to: &storage) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
+            }
+        }
+        return SocketAddress(storage: storage)
+    }
+
+    static func shutdownWrite(_ fd: Int32) throws(SystemError) {
+        _ = try must(.shutdown, fd: fd) { Glibc.shutdown(fd, Int32(SHUT_WR)) }
+    }
+
+    // MARK: data
+
+    static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
+        try call(.read, fd: fd) { limit in Glibc.read(fd, buffer.baseAddress, min(buffer.count, limit)) }
+    }
+
+    /// `send` of one buffer with MSG_NOSIGNAL: a closed peer is an EPIPE error, never a SIGPIPE.
+    static func send(_ fd: Int32, _ base: UnsafeRawPointer, _ count: Int) throws(SystemError) -> IOResult<Int> {
+        try call(.send, fd: fd) { limit in Glibc.send(fd, base, min(count, limit), Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+    }
+
+    /// `sendmsg` of a gathered write with MSG_NOSIGNAL. An injected short count trims the iovecs it hands over.
+    static func sendmsg(_ fd: Int32, _ iov: UnsafeMutableBufferPointer<iovec>) throws(SystemError) -> IOResult<Int> {
+        try call(.sendmsg, fd: fd) { limit in
+            if limit == Int.max {
+                return zcr_sendmsg(fd, iov.baseAddress, Int32(iov.count), Int32(MSG_DONTWAIT))
+            }
+            // Test-only path: hand the kernel at most `limit` bytes by trimming a copy of the descriptors.
+            var entries: [iovec] = []
+            var left = limit
+            for v in iov where left > 0 {
+                let n = min(v.iov_len, left)
+                entries.append(iovec(iov_base: v.iov_base, iov_len: n))
+                left -= n
+            }
+            return entries.withUnsafeBufferPointer { zcr_sendmsg(fd, $0.baseAddress, Int32($0.count), Int32(MSG_DONTWAIT)) }
+        }
+    }
+
+    // MARK: epoll and eventfd
+
+    static func epollControl(_ epfd: Int32, _ op: Int32, _ fd: Int32, events: UInt32, data: UInt64) throws(SystemError) {
+        _ = try must(.epollCtl, fd: fd) { zcr_epoll_ctl(epfd, op, fd, events, data) }
+    }
+
+    static func epollWait(_ epfd: Int32, _ events: UnsafeMutableBufferPointer<zcr_epoll_event>, timeoutNanos: Int64) throws(SystemError) -> Int {
+        switch try call(.epollWait, fd: epfd, { _ in zcr_epoll_wait(epfd, events.baseAddress, Int32(events.count), timeoutNanos) }) {
+        case .processed(let n): return Int(n)
+        case .wouldBlock: return 0
+        }
+    }
+
+    static func eventfdWrite(_ fd: Int32) {
+        var one: UInt64 = 1
+        // EAGAIN means the counter is saturated: the loop is already due to wake. Nothing else can fail here.
+        _ = try? call(.eventfd, fd: fd) { _ in Glibc.write(fd, &one, 8) }
+    }
+
+    static func eventfdDrain(_ fd: Int32) {
+        var value: UInt64 = 0
+        _ = try? call(.eventfd, fd: fd) { _ in Glibc.read(fd, &value, 8) }
+    }
+
+    static func monotonicNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}

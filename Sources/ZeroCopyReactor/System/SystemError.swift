@@ -1,0 +1,62 @@
+// Errors of the syscall layer and of the library. A SystemError carries errno and the call that failed;
+// ReactorError is what users match on. Nothing here performs I/O.
+import Glibc
+
+/// A failed system call: `errno` and the call's name, as the kernel reported them.
+public struct SystemError: Error, Hashable, Sendable, CustomStringConvertible {
+    public let errno: Int32
+    public let call: String
+
+    public init(errno: Int32, call: String) {
+        self.errno = errno
+        self.call = call
+    }
+
+    public var description: String {
+        let text = strerror(errno).map { String(cString: $0) } ?? "errno \(errno)"
+        return "\(call): \(text) (errno \(errno))"
+    }
+
+    /// The peer went away: EPIPE, ECONNRESET, ECONNABORTED or ETIMEDOUT.
+    public var isConnectionLoss: Bool {
+        [EPIPE, ECONNRESET, ECONNABORTED, ETIMEDOUT].contains(errno)
+    }
+}
+
+/// Everything the library reports to its users. Slices handed over with a write that fails are released
+/// with one of these, exactly once.
+public enum ReactorError: Error, Hashable, Sendable, CustomStringConvertible {
+    /// A system call failed.
+    case system(SystemError)
+    /// The connection is closed or closing; the write was not queued.
+    case connectionClosed
+    /// The connection was aborted by the application (queued slices are released with this error).
+    case aborted
+    /// The write would have pushed the pending bytes over the connection's hard cap.
+    case writeBufferFull(pending: Int, cap: Int)
+    /// The pool is shutting down or has shut down.
+    case poolShutdown
+    /// A client connection did not complete in time.
+    case connectTimeout
+    /// An argument was out of range; the text says which and why.
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case .system(let e): return e.description
+        case .connectionClosed: return "connection closed"
+        case .aborted: return "connection aborted"
+        case .writeBufferFull(let pending, let cap):
+            return "write buffer full: \(pending) bytes pending, hard cap \(cap)"
+        case .poolShutdown: return "reactor pool is shut down"
+        case .connectTimeout: return "connect timed out"
+        case .invalidArgument(let why): return "invalid argument: \(why)"
+        }
+    }
+
+    /// The errno behind a system error, if any.
+    public var errno: Int32? {
+        if case .system(let e) = self { return e.errno }
+        return nil
+    }
+}

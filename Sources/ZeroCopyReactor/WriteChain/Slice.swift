@@ -1,0 +1,105 @@
+// A borrowed slice: a pointer, a length and the owner that keeps the bytes alive until the library releases
+// them. Creating a Slice never copies the bytes. The borrowing contract, in plain words:
+//   from `write` until `sliceReleased`, the bytes must not change and must stay where they are.
+// Arrays and array slices are retained, not copied: a later mutation by the caller makes the caller's own
+// copy (copy-on-write), so what is on the wire cannot change.
+import FoundationEssentials
+
+/// Told about a slice's two events. Both are called on the connection's loop thread (or, for a write that
+/// was refused, on the writing thread, before `write` throws).
+public protocol SliceObserver: AnyObject, Sendable {
+    /// The kernel accepted all of the slice's bytes.
+    func sliceWritten(tag: UInt64, byteCount: Int)
+    /// The library will never touch the slice's memory again. `error` is nil after a successful write.
+    /// Called exactly once per written slice, on every path.
+    func sliceReleased(tag: UInt64, error: ReactorError?)
+}
+
+extension SliceObserver {
+    public func sliceWritten(tag: UInt64, byteCount: Int) {}
+}
+
+/// What keeps a slice's bytes alive. Holding it is a strong reference; dropping it is the release.
+enum SliceKeepalive: @unchecked Sendable {
+    case none
+    case object(AnyObject)
+    case array([UInt8])
+    case arraySlice(ArraySlice<UInt8>)
+    case data(Data)
+    case string(String)
+}
+
+/// Bytes handed to a connection without copying. See the borrowing contract above.
+public struct Slice: @unchecked Sendable {
+    /// The bytes that will be sent.
+    public let bytes: UnsafeRawBufferPointer
+    let keepalive: SliceKeepalive
+    /// A value of the caller's, passed back in `SliceObserver` events.
+    public var tag: UInt64 = 0
+    /// Told when the slice is written and released.
+    public var observer: (any SliceObserver)?
+    /// The caller's memory when a copying path replaced `bytes` (verify mode reports iovecs outside it).
+    var userBytes: UnsafeRawBufferPointer?
+    /// Bytes this slice copied when it was made (tiny inline values only); counted when it is written.
+    var copiedBytes = 0
+
+    init(bytes: UnsafeRawBufferPointer, keepalive: SliceKeepalive) {
+        self.bytes = bytes
+        self.keepalive = keepalive
+    }
+
+    /// The array's bytes, retained. Invariant: a native Swift array's elements stay at one address for as long
+    /// as its storage is alive and not mutated; the slice holds the storage, and copy-on-write moves any
+    /// mutation by the caller to a new storage.
+    public init(_ array: [UInt8]) {
+        let bytes = array.withUnsafeBytes { $0 }
+        self.init(bytes: bytes, keepalive: .array(array))
+    }
+
+    /// The slice's bytes, retained (the same invariant as for arrays).
+    public init(_ slice: ArraySlice<UInt8>) {
+        let bytes = slice.withUnsafeBytes { $0 }
+        self.init(bytes: bytes, keepalive: .arraySlice(slice))
+    }
+
+    /// Memory owned by `owner`: the library keeps `owner` alive until it releases the slice.
+    /// The caller promises that `bytes` stays valid and unchanged while `owner` is alive and the slice is queued.
+    public init(unsafeBytes bytes: UnsafeRawBufferPointer, owner: AnyObject) {
+        self.init(bytes: bytes, keepalive: .object(owner))
+    }
+
+    /// Raw memory with a release callback (an mmap'd file, a pooled buffer). `release` runs exactly once,
+    /// on whatever thread drops the last reference, after every write of this slice (and its sub-slices) is done.
+    public init(unsafeBytes bytes: UnsafeRawBufferPointer, release: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) {
+        self.init(bytes: bytes, keepalive: .object(ReleaseOnDeinit(bytes: bytes, release: release)))
+    }
+
+    /// Memory the caller promises outlives every write (static data, a buffer it frees only after shutdown).
+    public init(unsafeUnownedBytes bytes: UnsafeRawBufferPointer) {
+        self.init(bytes: bytes, keepalive: .none)
+    }
+
+    public var count: Int { bytes.count }
+
+    /// Part of this slice, sharing its owner. No bytes are copied.
+    public func slice(_ range: Range<Int>) -> Slice {
+        precondition(range.lowerBound >= 0 && range.upperBound <= bytes.count, "slice \(range) out of 0..<\(bytes.count)")
+        var s = Slice(bytes: UnsafeRawBufferPointer(rebasing: bytes[range]), keepalive: keepalive)
+        s.tag = tag
+        s.observer = observer
+        return s
+    }
+}
+
+/// Runs a release callback when the last reference goes away: exactly once by construction.
+final class ReleaseOnDeinit: @unchecked Sendable {
+    let bytes: UnsafeRawBufferPointer
+    let release: @Sendable (UnsafeRawBufferPointer) -> Void
+
+    init(bytes: UnsafeRawBufferPointer, release: @escaping @Sendable (UnsafeRawBufferPointer) -> Void) {
+        self.bytes = bytes
+        self.release = release
+    }
+
+    deinit { release(bytes) }
+}
