@@ -15,6 +15,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "ZeroCopyReactor", targets: ["ZeroCopyReactor"]),
+        .library(name: "ZeroCopyReactorNIO", targets: ["ZeroCopyReactorNIO"]),
         .library(name: "ZeroCopyProfiler", targets: ["ZeroCopyProfiler"]),
         .library(name: "ZeroCopyLoad", targets: ["ZeroCopyLoad"]),
         .executable(name: "zcr", targets: ["zcr"]),
@@ -25,6 +26,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        // Only for the optional ZeroCopyReactorNIO interop product (NIOCore); the core never depends on it.
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
     ],
     targets: [
         // The only C in the project: epoll/eventfd/sendmsg declarations Swift cannot import cleanly,
@@ -38,6 +41,12 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            swiftSettings: strict
+        ),
+        // SwiftNIO interop: a ByteBuffer becomes a Slice without copying. Depends on NIOCore only.
+        .target(
+            name: "ZeroCopyReactorNIO",
+            dependencies: ["ZeroCopyReactor", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         // The allocation profiler behind `zcr profile`: jemalloc statistics, scenarios, JSON and HTML reports.
@@ -66,7 +75,17 @@ let package = Package(
         ),
         .testTarget(
             name: "ZeroCopyReactorTests",
-            dependencies: ["ZeroCopyReactor", "CZeroCopyShims"],
+            dependencies: [
+                "ZeroCopyReactor", "CZeroCopyShims",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZeroCopyReactorNIOTests",
+            dependencies: ["ZeroCopyReactorNIO", "ZeroCopyReactor", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

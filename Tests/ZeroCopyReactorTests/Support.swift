@@ -191,3 +191,38 @@ final class ClosureHandler: ConnectionHandler, @unchecked Sendable {
     func connection(_ connection: Connection, writabilityChanged isWritable: Bool) { onWritability(connection, isWritable) }
     func connectionClosed(_ connection: Connection, error: ReactorError?) { onClose(connection, error) }
 }
+
+/// A value set once from any thread and awaited by an async test, so test bodies never block Swift concurrency's
+/// few threads (on 2 cores a blocked one can starve the very task being waited for). `.timeLimit` bounds a hang.
+final class AsyncValue<T: Sendable>: @unchecked Sendable {
+    private let state = Locked<(value: T?, waiters: [CheckedContinuation<T, Never>])>((nil, []))
+
+    func set(_ v: T) {
+        let waiters = state.withLock { s -> [CheckedContinuation<T, Never>] in
+            s.value = v
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume(returning: v) }
+    }
+
+    var value: T {
+        get async {
+            await withCheckedContinuation { c in
+                let v = state.withLock { s -> T? in
+                    if let v = s.value { return v }
+                    s.waiters.append(c)
+                    return nil
+                }
+                if let v { c.resume(returning: v) }
+            }
+        }
+    }
+}
+
+/// Runs blocking `body` on its own thread and awaits its result.
+func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    let result = AsyncValue<Result<T, any Error>>()
+    runThread { result.set(Result { try body() }) }
+    return try await result.value.get()
+}

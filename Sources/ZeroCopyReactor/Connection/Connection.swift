@@ -374,6 +374,9 @@ public final class Connection: @unchecked Sendable, Selectable {
         }
         let wasOpen = state == .open
         state = .closed
+        if let error, error != .aborted {
+            loop.configuration.logger.debug("connection closed", metadata: ["id": "\(id)", "error": "\(error)"])
+        }
         if let t = connectTimer { loop.cancelTimer(t); connectTimer = nil }
         chain.failAll(error ?? .connectionClosed)
         if let registration { loop.deregister(fd: fd, registration) }

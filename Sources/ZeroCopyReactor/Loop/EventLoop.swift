@@ -65,7 +65,10 @@ public final class EventLoop: @unchecked Sendable {
     let finalCounters = Locked<LoopCounters?>(nil)
     /// Bytes copied on this loop's connections (by any thread; relaxed: a statistic).
     let bytesCopied = Atomic<Int>(0)
-    private var thread: pthread_t?
+    /// The loop thread's pthread id, stored by the thread itself as its first action.
+    private let loopThread = Atomic<UInt>(0)
+    /// The id to join, stored by `start` (0 once joined).
+    private let joinable = Atomic<UInt>(0)
 
     // Loop only.
     private var slots: [(item: (any Selectable)?, generation: UInt32)] = []
@@ -107,25 +110,26 @@ public final class EventLoop: @unchecked Sendable {
         var tid = pthread_t()
         let rc = pthread_create(&tid, nil, { arg in
             let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
+            loop.loopThread.store(UInt(pthread_self()), ordering: .relaxed)
             zcr_set_thread_name("zcr-loop-\(loop.index)")
             loop.run()
             return nil
         }, box)
         precondition(rc == 0, "pthread_create failed: \(rc)")
-        thread = tid
+        joinable.store(UInt(tid), ordering: .releasing)
     }
 
+    /// Waits for the loop's thread to end (after `beginShutdown`). Called once, by the pool's shutdown.
     func join() {
-        if let t = thread, !pthread_equal(t, pthread_self()).isTrue {
-            pthread_join(t, nil)
-        }
-        thread = nil
+        let tid = joinable.exchange(0, ordering: .acquiring)
+        if tid != 0 && !inLoop { pthread_join(pthread_t(tid), nil) }
     }
 
     /// True on this loop's own thread.
     public var inLoop: Bool {
-        guard let t = thread else { return false }
-        return pthread_equal(t, pthread_self()) != 0
+        // Relaxed: the loop thread stored its own id before running anything, so on that thread the load sees it
+        // (program order); any other thread sees either 0 or an id that is not its own. Both answer "not here".
+        loopThread.load(ordering: .relaxed) == UInt(pthread_self())
     }
 
     func preconditionInLoop(_ what: StaticString = #function) {
@@ -245,6 +249,14 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: the loop
 
     private func run() {
+        if let interval = configuration.metricsIntervalNanos {
+            let metrics = LoopMetrics(loop: index)
+            func tick() {
+                metrics.report(snapshot())
+                scheduleTimer(after: interval) { tick() }
+            }
+            scheduleTimer(after: interval) { tick() }
+        }
         while true {
             let timeout = nextTimeout()
             let n: Int
@@ -367,6 +379,3 @@ public final class EventLoop: @unchecked Sendable {
     }
 }
 
-extension Int32 {
-    fileprivate var isTrue: Bool { self != 0 }
-}

@@ -44,6 +44,7 @@ final class Listener: Selectable {
                 accepted = try Sys.accept(fd)
             } catch {
                 loop.counters.acceptErrors += 1
+                loop.configuration.logger.warning("accept failed", metadata: ["error": "\(error)", "loop": "\(loop.index)"])
                 if error.errno == EMFILE || error.errno == ENFILE || error.errno == ENOBUFS || error.errno == ENOMEM {
                     // Out of descriptors: stop accepting for 100 ms instead of spinning on a level-triggered event.
                     pauseAccepting()

@@ -1,4 +1,5 @@
 // Settings of a reactor pool, checked once at start. Plain values; nothing here runs.
+public import Logging
 
 public struct ReactorConfiguration: Sendable {
     /// Number of loops (threads). Default: one per core.
@@ -23,6 +24,12 @@ public struct ReactorConfiguration: Sendable {
     public var backlog: Int32 = 4096
     /// Client connects that take longer fail with `.connectTimeout` (nanoseconds; nil: no limit).
     public var connectTimeoutNanos: UInt64? = 10_000_000_000
+
+    /// Where the pool logs (start, listen, shutdown, accept trouble, connection errors at debug level).
+    /// The library never configures logging and never logs on the read or write path.
+    public var logger = Logger(label: "ZeroCopyReactor")
+    /// How often each loop reports its counters to swift-metrics (nanoseconds; nil: never).
+    public var metricsIntervalNanos: UInt64? = 1_000_000_000
 
     public init(loops: Int = ReactorConfiguration.defaultLoops) {
         self.loops = loops

@@ -20,6 +20,7 @@ public final class ReactorPool: Sendable {
         }
         self.loops = loops
         for loop in loops { loop.start() }
+        configuration.logger.info("reactor pool started", metadata: ["loops": "\(configuration.loops)"])
     }
 
     /// Listens on `host:port` on every loop. Port 0 picks one free port, shared by all loops.
@@ -46,6 +47,7 @@ public final class ReactorPool: Sendable {
         }
         let bound = address
         state.withLock { $0.listening.append(bound) }
+        configuration.logger.info("listening", metadata: ["address": "\(bound)", "loops": "\(loops.count)"])
         return bound
     }
 
@@ -108,8 +110,10 @@ public final class ReactorPool: Sendable {
         }
         guard first else { return }
         let deadline = EventLoop.now() + timeoutNanos
+        configuration.logger.info("reactor pool shutting down")
         for loop in loops { loop.beginShutdown(deadline: deadline) }
         for loop in loops { loop.join() }
+        configuration.logger.info("reactor pool stopped")
     }
 
     deinit {

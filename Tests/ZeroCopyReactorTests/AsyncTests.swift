@@ -1,0 +1,156 @@
+// The async/await face: structured serving, inbound backpressure, writes that wait for writability and for release,
+// and slices from Data, String and a memory-mapped file. The README's embedding example compiles here too.
+import FoundationEssentials
+import Glibc
+import Testing
+@testable import ZeroCopyReactor
+
+@Suite(.timeLimit(.minutes(1))) struct AsyncTests {
+    @Test func serveEchoesThroughChildTasksAndStopsWhenCancelled() async throws {
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 2))
+        let bound = AsyncValue<SocketAddress>()
+        let handled = Locked(0)
+        let server = Task {
+            try await pool.serve(host: "127.0.0.1", port: 0, onListening: { bound.set($0) }) { connection in
+                for try await slice in connection.inbound {
+                    try await connection.write(slice)
+                }
+                handled.withLock { $0 += 1 }
+            }
+        }
+        let address = await bound.value
+        for i in 0..<3 {
+            let (echoed, rest) = try await onThread { () throws -> ([UInt8], [UInt8]) in
+                let peer = try RawPeer(connectingTo: address)
+                let reader = Box<[UInt8]>()
+                runThread { reader.set(peer.read(exactly: 100_000)) }
+                peer.send([UInt8](repeating: UInt8(i), count: 100_000))
+                let echoed = reader.wait() ?? []
+                peer.shutdownWrite()
+                return (echoed, peer.readAll())
+            }
+            #expect(echoed == [UInt8](repeating: UInt8(i), count: 100_000))
+            #expect(rest.isEmpty)  // EOF: the handler returned and the connection closed gracefully
+        }
+        server.cancel()
+        _ = try? await server.value
+        #expect(handled.withLock { $0 } == 3)
+        #expect(throws: (any Error).self) { _ = try RawPeer(connectingTo: address) }  // no longer listening
+        await pool.shutdownGracefully()
+    }
+
+    @Test func aSlowConsumerPausesReadingInsteadOfBuffering() async throws {
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 1))
+        let bound = AsyncValue<SocketAddress>()
+        let gate = AsyncValue<Bool>()
+        let total = 8 << 20
+        let consumed = AsyncValue<Int>()
+        let server = Task {
+            try await pool.serve(host: "127.0.0.1", port: 0, inboundLimit: 64 * 1024, onListening: { bound.set($0) }) { c in
+                var bytes = 0
+                var iterator = c.inbound.makeAsyncIterator()
+                _ = await gate.value  // the consumer is behind until the peer has filled every buffer
+                while let slice = try await iterator.next() { bytes += slice.count }
+                consumed.set(bytes)
+            }
+        }
+        let address = await bound.value
+        let peer = try RawPeer(connectingTo: address)
+        // With reading paused the kernel buffers fill and a non-blocking send stops well short of the total.
+        var flags = fcntl(peer.fd, F_GETFL)
+        flags |= O_NONBLOCK
+        _ = fcntl(peer.fd, F_SETFL, flags)
+        let chunk = [UInt8](repeating: 1, count: 65536)
+        var sent = 0
+        var stalls = 0
+        while sent < total && stalls < 2000 {
+            let n = chunk.withUnsafeBytes { Glibc.send(peer.fd, $0.baseAddress, min($0.count, total - sent), Int32(MSG_NOSIGNAL)) }
+            if n > 0 { sent += n; stalls = 0 } else { stalls += 1; sched_yield() }
+        }
+        #expect(sent < total)
+        let buffered = pool.counters()[0].bytesRead
+        #expect(buffered < 4 << 20)  // read no further than the inbound limit plus a few reads
+        _ = fcntl(peer.fd, F_SETFL, flags & ~O_NONBLOCK)
+        gate.set(true)
+        let rest = total - sent
+        runThread {
+            peer.send(Array(repeating: 1, count: rest))
+            peer.shutdownWrite()
+        }
+        #expect(await consumed.value == total)
+        server.cancel()
+        _ = try? await server.value
+        await pool.shutdownGracefully()
+    }
+
+    @Test func writeAndAwaitReleaseReturnsAfterTheKernelTookTheBytes() async throws {
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 1))
+        let bound = AsyncValue<SocketAddress>()
+        let released = AsyncValue<Bool>()
+        let server = Task {
+            try await pool.serve(host: "127.0.0.1", port: 0, onListening: { bound.set($0) }) { c in
+                let payload = [UInt8](repeating: 3, count: 1 << 20)
+                try await c.writeAndAwaitRelease(Slice(payload))
+                released.set(true)
+            }
+        }
+        let address = await bound.value
+        let count = try await onThread { try RawPeer(connectingTo: address).readAll().count }
+        #expect(count == 1 << 20)
+        #expect(await released.value)
+        server.cancel()
+        _ = try? await server.value
+        await pool.shutdownGracefully()
+    }
+
+    @Test func dataStringAndMappedFileSlicesSendTheirBytesWithoutCopying() throws {
+        let path = "/tmp/zcr-mapped-\(getpid()).bin"
+        let fileBytes = (0..<100_000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        let f = fopen(path, "w")
+        _ = fileBytes.withUnsafeBytes { fwrite($0.baseAddress, 1, $0.count, f) }
+        fclose(f)
+        defer { unlink(path) }
+        let file = try MappedFile(path: path)
+        #expect(file.count == fileBytes.count)
+        let text = String(repeating: "zero-copy ", count: 100)
+        let data = Data((0..<5000).map { UInt8(truncatingIfNeeded: $0) })
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onOpen = { c in
+                var m = OutboundMessage()
+                m.append(Slice(data))
+                m.append(Slice(utf8: text))
+                m.append(file.slice(10..<100_000))
+                m.append(Slice(utf8: "tiny"))  // inline string: 4 bytes copied, and counted
+                try! c.write(&m)
+                c.close()
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        let received = peer.readAll()
+        #expect(received == Array(data) + Array(text.utf8) + Array(fileBytes[10...]) + Array("tiny".utf8))
+        #expect(pool.counters()[0].bytesCopied == 4)
+        #expect(throws: ReactorError.self) { _ = try MappedFile(path: "/nonexistent/zcr") }
+    }
+}
+
+// The README's embedding example, compiled as written.
+final class Echo: ConnectionHandler {
+    func connection(_ connection: Connection, didRead bytes: InboundBytes) {
+        try? connection.write(bytes.retainedSlice())
+    }
+}
+
+@Test func readmeEmbeddingExampleCompilesAndRuns() async throws {
+    let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 2))
+    let address = try pool.listen(host: "127.0.0.1", port: 0) { _ in Echo() }
+    let echoed = try await onThread { () throws -> [UInt8] in
+        let peer = try RawPeer(connectingTo: address)
+        peer.send([1, 2, 3])
+        return peer.read(exactly: 3)
+    }
+    #expect(echoed == [1, 2, 3])
+    await pool.shutdownGracefully()
+}
