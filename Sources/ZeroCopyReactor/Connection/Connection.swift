@@ -72,7 +72,7 @@ public final class Connection: @unchecked Sendable, Selectable {
 
     /// Queues one slice. Never copies; the slice is released exactly once (see `SliceObserver`).
     /// Throws, after releasing the slice, when the connection is closed or the hard cap would be exceeded.
-    public func write(_ slice: Slice) throws(ReactorError) {
+    public func write(_ slice: consuming Slice) throws(ReactorError) {
         var message = OutboundMessage()
         message.append(slice)
         try write(&message)

@@ -26,8 +26,8 @@ public struct ReactorConfiguration: Sendable {
     public var connectTimeoutNanos: UInt64? = 10_000_000_000
 
     /// Where the pool logs (start, listen, shutdown, accept trouble, connection errors at debug level).
-    /// The library never configures logging and never logs on the read or write path.
-    public var logger = Logger(label: "ZeroCopyReactor")
+    /// The library never configures logging and never logs on the read or write path; by default it logs nowhere.
+    public var logger = Logger(label: "ZeroCopyReactor", factory: { _ in SwiftLogNoOpLogHandler() })
     /// How often each loop reports its counters to swift-metrics (nanoseconds; nil: never).
     public var metricsIntervalNanos: UInt64? = 1_000_000_000
 

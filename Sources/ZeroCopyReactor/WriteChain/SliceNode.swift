@@ -51,7 +51,7 @@ final class NodePool: @unchecked Sendable {
     }
 
     /// Takes a node and initializes it for `slice`. Owner thread only.
-    func take(_ slice: Slice) -> NodePointer {
+    func take(_ slice: consuming Slice) -> NodePointer {
         let node: NodePointer
         if let n = free ?? takeReturned() {
             node = n

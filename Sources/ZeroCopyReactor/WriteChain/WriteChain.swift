@@ -59,15 +59,16 @@ public struct OutboundMessage: ~Copyable {
     public init() {}
 
     /// Adds a slice to the end of the message. Zero-length slices are dropped here (they would never drain).
-    public mutating func append(_ slice: Slice) {
-        guard slice.bytes.count > 0 else { return }
-        let node = NodePool.current.take(slice)
+    public mutating func append(_ slice: consuming Slice) {
+        let count = slice.bytes.count
+        guard count > 0 else { return }
+        byteCount += count
+        sliceCount += 1
+        copiedBytes += slice.copiedBytes
+        let node = NodePool.current.take(slice)  // the slice's last use: its owner reference moves into the node
         node.pointee.next = newest
         if oldest == nil { oldest = node }
         newest = node
-        byteCount += slice.bytes.count
-        sliceCount += 1
-        copiedBytes += slice.copiedBytes
     }
 
     /// Hands the nodes over (newest, oldest) and leaves the message empty.
@@ -148,7 +149,7 @@ final class WriteChain: @unchecked Sendable {
         case refused(ReactorError)
     }
 
-    func append(_ slice: Slice) -> AppendOutcome {
+    func append(_ slice: consuming Slice) -> AppendOutcome {
         var message = OutboundMessage()
         message.append(slice)
         return append(&message)
