@@ -28,6 +28,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
         // Only for the optional ZeroCopyReactorNIO interop product (NIOCore); the core never depends on it.
         .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
+        // `swift package generate-documentation` for the DocC catalog (tools/docs).
+        .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
         // The only C in the project: epoll/eventfd/sendmsg declarations Swift cannot import cleanly,

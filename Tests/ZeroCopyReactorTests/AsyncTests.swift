@@ -136,21 +136,25 @@ import Testing
     }
 }
 
-// The README's embedding example, compiled as written.
-final class Echo: ConnectionHandler {
-    func connection(_ connection: Connection, didRead bytes: InboundBytes) {
-        try? connection.write(bytes.retainedSlice())
-    }
-}
-
-@Test func readmeEmbeddingExampleCompilesAndRuns() async throws {
+// The README's embedding example, compiled as written (port 0 instead of 7000, and a way to learn it).
+@Test(.timeLimit(.minutes(1))) func readmeEmbeddingExampleCompilesAndRuns() async throws {
+    let bound = AsyncValue<SocketAddress>()
     let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 2))
-    let address = try pool.listen(host: "127.0.0.1", port: 0) { _ in Echo() }
+    let server = Task {
+        try await pool.serve(host: "127.0.0.1", port: 0, onListening: { bound.set($0) }) { connection in
+            for try await slice in connection.inbound {   // slices of the loop's read buffers: nothing is copied
+                try await connection.write(slice)         // waits while the peer is not reading (backpressure)
+            }
+        }
+    }
+    let address = await bound.value
     let echoed = try await onThread { () throws -> [UInt8] in
         let peer = try RawPeer(connectingTo: address)
         peer.send([1, 2, 3])
         return peer.read(exactly: 3)
     }
     #expect(echoed == [1, 2, 3])
+    server.cancel()
+    _ = try? await server.value
     await pool.shutdownGracefully()
 }

@@ -1,0 +1,20 @@
+// swift-tools-version: 6.1
+// Examples of embedding ZeroCopyReactor, as an outside package would: it depends on the library by path.
+import PackageDescription
+
+let package = Package(
+    name: "ZeroCopyReactorExamples",
+    platforms: [.macOS(.v15)],
+    dependencies: [.package(name: "ZeroCopyReactor", path: "..")],
+    targets: [
+        .target(name: "FanOut", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
+        .target(name: "FileServer", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
+        .target(name: "Proxy", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
+        .executableTarget(name: "fanout-server", dependencies: ["FanOut"]),
+        .executableTarget(name: "file-server", dependencies: ["FileServer"]),
+        .executableTarget(name: "proxy", dependencies: ["Proxy"]),
+        .testTarget(name: "ExamplesTests", dependencies: [
+            "FanOut", "FileServer", "Proxy", .product(name: "ZeroCopyReactor", package: "ZeroCopyReactor"),
+        ]),
+    ]
+)
