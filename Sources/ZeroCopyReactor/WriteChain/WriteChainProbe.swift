@@ -1,0 +1,37 @@
+// The write chain without a socket, for micro-benchmarks (Benchmarks/): append from any thread, flush through a
+// fake syscall that reports how many bytes "the kernel" took. SPI: not part of the library's public API.
+
+@_spi(Benchmarks)
+public final class WriteChainProbe: @unchecked Sendable {
+    let chain = WriteChain()
+    let iov = IOVecArray()
+    public private(set) var stats = FlushStats()
+
+    public init() {}
+
+    /// Appends one slice (any thread). True when the chain went from idle to non-empty.
+    @discardableResult
+    public func append(_ slice: consuming Slice) -> Bool {
+        chain.append(slice) == .becameNonEmpty
+    }
+
+    /// Appends a message in one atomic step (any thread).
+    @discardableResult
+    public func append(_ message: inout OutboundMessage) -> Bool {
+        chain.append(&message) == .becameNonEmpty
+    }
+
+    /// Flushes everything queued (one consumer thread only). `accept(iovecs, bytes)` returns the bytes taken.
+    public func flush(budget: Int = .max, accept: (_ iovecs: Int, _ bytes: Int) -> Int) {
+        var s = FlushStats()
+        while true {
+            let outcome = chain.flush(iov: iov, budget: budget, verify: false, stats: &s) { iov in
+                .processed(accept(iov.count, iov.reduce(0) { $0 + $1.iov_len }))
+            }
+            if outcome != .wouldBlock { break }
+        }
+        stats += s
+    }
+
+    public var pendingBytes: Int { chain.pending }
+}
