@@ -83,6 +83,35 @@ import Testing
         await pool.shutdownGracefully()
     }
 
+    @Test func cancellingServeAbortsAHandlerWaitingToWrite() async throws {
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 1))
+        let bound = AsyncValue<SocketAddress>()
+        let blocked = AsyncValue<Bool>()
+        let outcome = AsyncValue<String>()
+        let server = Task {
+            try await pool.serve(host: "127.0.0.1", port: 0, onListening: { bound.set($0) }) { c in
+                let block = [UInt8](repeating: 1, count: 64 * 1024)
+                do {
+                    while true {
+                        if !c.connection.isWritable { blocked.set(true) }
+                        try await c.write(Slice(block))  // the peer never reads: this ends up waiting
+                    }
+                } catch {
+                    outcome.set("\(error)")
+                    throw error
+                }
+            }
+        }
+        let address = await bound.value
+        let peer = try RawPeer(connectingTo: address)
+        _ = await blocked.value
+        server.cancel()
+        #expect(await outcome.value == "\(ReactorError.connectionClosed)")  // the wait ended by the abort
+        _ = try? await server.value  // serve returns: no child task is left behind
+        await pool.shutdownGracefully()
+        withExtendedLifetime(peer) {}
+    }
+
     @Test func writeAndAwaitReleaseReturnsAfterTheKernelTookTheBytes() async throws {
         let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 1))
         let bound = AsyncValue<SocketAddress>()

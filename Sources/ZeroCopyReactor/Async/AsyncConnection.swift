@@ -16,28 +16,43 @@ public final class AsyncConnection: Sendable {
     }
 
     /// Writes once the connection is writable (suspends while it is above its high watermark).
+    /// Cancelling the waiting task aborts the connection.
     public func write(_ slice: Slice) async throws {
-        if !connection.isWritable { try await connection.waitUntilWritable() }
+        try await waitUntilWritable()
         try connection.write(slice)
     }
 
     /// Writes a whole message (one atomic append), once the connection is writable.
     public func write(_ message: consuming OutboundMessage) async throws {
-        if !connection.isWritable { try await connection.waitUntilWritable() }
+        try await waitUntilWritable()
         var m = message
         try connection.write(&m)
+    }
+
+    /// Suspends while the connection is above its high watermark; cancellation aborts the connection.
+    public func waitUntilWritable() async throws {
+        if connection.isWritable { return }
+        try await withTaskCancellationHandler {
+            try await connection.waitUntilWritable()
+        } onCancel: {
+            connection.abort()
+        }
     }
 
     /// Writes `slice` and returns once the library released it (the kernel took every byte, or the write failed,
     /// in which case this throws the error). After it returns the caller may reuse the memory.
     public func writeAndAwaitRelease(_ slice: Slice) async throws {
-        if !connection.isWritable { try await connection.waitUntilWritable() }
+        try await waitUntilWritable()
         let waiter = ReleaseWaiter()
         var s = slice
         s.observer = waiter
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            waiter.arm(continuation)
-            do { try connection.write(s) } catch {}  // a refused write releases at once: the waiter hears it
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                waiter.arm(continuation)
+                do { try connection.write(s) } catch {}  // a refused write releases at once: the waiter hears it
+            }
+        } onCancel: {
+            connection.abort()  // releases the slice with .aborted, which resumes the waiter
         }
     }
 

@@ -117,6 +117,11 @@ public final class ReactorPool: Sendable {
     }
 
     deinit {
-        shutdown()
+        // The last reference may go away on one of the loops (a handler held the pool): stop without joining there.
+        if loops.contains(where: { $0.inLoop }) {
+            for loop in loops { loop.beginShutdown(deadline: EventLoop.now() + 5_000_000_000) }
+        } else {
+            shutdown()
+        }
     }
 }
