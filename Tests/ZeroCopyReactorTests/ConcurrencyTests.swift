@@ -24,15 +24,8 @@ func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
 @Suite struct ConcurrencyTests {
     @Test func eightThreadsAppendMessagesThatArriveWholeAndInOrder() throws {
         let threads = 8, messages = 1500
-        let server = Box<Connection>()
-        let (pool, address) = try makeServer { c in
-            let h = ClosureHandler()
-            h.onOpen = { server.set($0) }
-            return h
-        }
+        let (pool, peer, connection) = try connectedPair()
         defer { pool.shutdown() }
-        let peer = try RawPeer(connectingTo: address)
-        let connection = try #require(server.wait())
         let received = Box<[UInt8]>()
         runThread { received.set(peer.readAll()) }
         onThreads(threads) { t in
@@ -75,15 +68,8 @@ func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     @Test func writesRacingAnAbortAreEachReleasedExactlyOnce() throws {
         let threads = 4, writes = 3000
         let tracker = LifetimeTracker(expecting: threads * writes)
-        let server = Box<Connection>()
-        let (pool, address) = try makeServer(configure: { $0.highWatermark = 1 << 30; $0.lowWatermark = 1 }) { c in
-            let h = ClosureHandler()
-            h.onOpen = { server.set($0) }
-            return h
-        }
+        let (pool, peer, connection) = try connectedPair(configure: { $0.highWatermark = 1 << 30; $0.lowWatermark = 1 })
         defer { pool.shutdown() }
-        let peer = try RawPeer(connectingTo: address)
-        let connection = try #require(server.wait())
         let refused = Atomic<Int>(0)
         onThreads(threads) { t in
             let block = [UInt8](repeating: UInt8(t), count: 512)
@@ -123,15 +109,8 @@ func onThreads(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     }
 
     @Test func crossThreadWritesCoalesceIntoFewWakeups() throws {
-        let server = Box<Connection>()
-        let (pool, address) = try makeServer { c in
-            let h = ClosureHandler()
-            h.onOpen = { server.set($0) }
-            return h
-        }
+        let (pool, peer, connection) = try connectedPair()
         defer { pool.shutdown() }
-        let peer = try RawPeer(connectingTo: address)
-        let connection = try #require(server.wait())
         let payload = [UInt8](repeating: 9, count: 64)
         let count = 20000
         let received = Box<Int>()

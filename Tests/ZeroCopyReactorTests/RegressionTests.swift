@@ -70,15 +70,8 @@ import Testing
 
     /// gh-115514: writes queued just before close() were dropped. Here close() sends them first, from any thread.
     @Test func writesQueuedJustBeforeCloseAreSent() throws {
-        let server = Box<Connection>()
-        let (pool, address) = try makeServer { _ in
-            let h = ClosureHandler()
-            h.onOpen = { server.set($0) }
-            return h
-        }
+        let (pool, peer, connection) = try connectedPair()
         defer { pool.shutdown() }
-        let peer = try RawPeer(connectingTo: address)
-        let connection = try #require(server.wait())
         var expected: [UInt8] = []
         for i in 0..<1000 {
             let chunk = [UInt8](repeating: UInt8(i & 0xFF), count: 100)

@@ -175,6 +175,22 @@ func makeServer(loops: Int = 1, configure: (inout ReactorConfiguration) -> Void 
     return (pool, address)
 }
 
+/// A one-loop server, a plain peer connected to it, and the server's side of that connection.
+func connectedPair(configure: (inout ReactorConfiguration) -> Void = { _ in }) throws -> (ReactorPool, RawPeer, Connection) {
+    let server = Box<Connection>()
+    let (pool, address) = try makeServer(configure: configure) { _ in
+        let h = ClosureHandler()
+        h.onOpen = { server.set($0) }
+        return h
+    }
+    let peer = try RawPeer(connectingTo: address)
+    guard let connection = server.wait() else {
+        pool.shutdown()
+        throw ReactorError.connectTimeout
+    }
+    return (pool, peer, connection)
+}
+
 /// A handler made of closures, for tests.
 final class ClosureHandler: ConnectionHandler, @unchecked Sendable {
     var onOpen: (Connection) -> Void = { _ in }
