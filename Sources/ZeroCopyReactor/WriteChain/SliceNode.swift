@@ -74,10 +74,11 @@ final class NodePool: @unchecked Sendable {
     }
 
     /// Deinitializes the node (dropping its keepalive: this is the release) and gives it back to its pool.
-    static func recycle(_ node: NodePointer) {
+    /// `localSlot` is the calling thread's pool slot (`zcr_thread_slot()`), looked up once per batch by callers.
+    static func recycle(_ node: NodePointer, localSlot: UnsafeMutableRawPointer? = zcr_thread_slot()) {
         let home = node.pointee.home.takeUnretainedValue()
         node.deinitialize(count: 1)
-        if zcr_thread_slot() == Unmanaged.passUnretained(home).toOpaque() {
+        if localSlot == Unmanaged.passUnretained(home).toOpaque() {
             node.pointer(to: \.next)!.initialize(to: home.free)
             home.free = node
         } else {

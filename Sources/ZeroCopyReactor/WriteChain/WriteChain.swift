@@ -3,6 +3,7 @@
 // takes and flushes. The flush takes its syscall as a parameter, so tests drive it with scripted results.
 // It never copies bytes, never allocates, and releases each slice exactly once: after the kernel took all of
 // it, or with an error when the chain fails.
+import CZeroCopyShims
 import Glibc
 import Synchronization
 
@@ -279,6 +280,7 @@ final class WriteChain: @unchecked Sendable {
         var left = written
         pendingBytes.wrappingSubtract(written, ordering: .relaxed)
         stats.bytesWritten += written
+        let localSlot = zcr_thread_slot()
         while left > 0, let n = queueHead {
             let remaining = n.pointee.count - n.pointee.offset
             if left < remaining {
@@ -289,7 +291,7 @@ final class WriteChain: @unchecked Sendable {
             queueHead = n.pointee.next
             if queueHead == nil { queueTail = nil }
             stats.slicesWritten += 1
-            Self.finish(n, written: true, error: nil)
+            Self.finish(n, written: true, error: nil, localSlot: localSlot)
         }
     }
 
@@ -338,12 +340,16 @@ final class WriteChain: @unchecked Sendable {
     // MARK: release
 
     /// The one place a slice is released: drops the keepalive, recycles the node, then tells the observer.
-    static func finish(_ node: NodePointer, written: Bool, error: ReactorError?) {
-        let observer = node.pointee.observer
+    static func finish(_ node: NodePointer, written: Bool, error: ReactorError?,
+                       localSlot: UnsafeMutableRawPointer? = zcr_thread_slot()) {
+        guard let observer = node.pointee.observer else {
+            NodePool.recycle(node, localSlot: localSlot)
+            return
+        }
         let tag = node.pointee.tag
-        if written, let observer { observer.sliceWritten(tag: tag, byteCount: node.pointee.count) }
-        NodePool.recycle(node)
-        observer?.sliceReleased(tag: tag, error: error)
+        if written { observer.sliceWritten(tag: tag, byteCount: node.pointee.count) }
+        NodePool.recycle(node, localSlot: localSlot)
+        observer.sliceReleased(tag: tag, error: error)
     }
 
     /// Releases a private list (newest → oldest) with `error`, oldest first.
