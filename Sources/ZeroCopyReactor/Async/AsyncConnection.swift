@@ -108,7 +108,9 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
         var paused = false
         var finished = false
         var error: ReactorError?
-        var waiter: CheckedContinuation<Slice?, any Error>?
+        /// Unsafe (not Checked) continuations: a checked one allocates a canary object per wait, i.e. per read.
+        /// Each is resumed exactly once: it is taken out of the state under the lock by whoever resumes it.
+        var waiter: UnsafeContinuation<Slice?, any Error>?
     }
     private let state = Locked(State())
     let connection: Connection
@@ -127,7 +129,7 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
 
     func connection(_ connection: Connection, didRead bytes: InboundBytes) {
         let slice = bytes.retainedSlice()
-        let (waiter, pause) = state.withLock { s -> (CheckedContinuation<Slice?, any Error>?, Bool) in
+        let (waiter, pause) = state.withLock { s -> (UnsafeContinuation<Slice?, any Error>?, Bool) in
             if let w = s.waiter {
                 s.waiter = nil
                 return (w, false)
@@ -153,7 +155,7 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
     }
 
     private func finish(error: ReactorError?) {
-        let waiter = state.withLock { s -> CheckedContinuation<Slice?, any Error>? in
+        let waiter = state.withLock { s -> UnsafeContinuation<Slice?, any Error>? in
             if s.finished { return nil }
             s.finished = true
             s.error = error
@@ -194,7 +196,7 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
             return nil
         case .wait:
             return try await withTaskCancellationHandler {
-                try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Slice?, any Error>) in
+                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Slice?, any Error>) in
                     let immediate = state.withLock { s -> Result<Slice?, ReactorError>? in
                         if s.head < s.buffered.count {
                             let slice = s.buffered[s.head]
