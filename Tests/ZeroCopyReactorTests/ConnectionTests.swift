@@ -175,6 +175,32 @@ import Testing
         #expect(seen.contains(true))
     }
 
+    /// A handler that writes in connectionOpened and again from writabilityChanged must not queue its connection on
+    /// the loop's ready stack twice (that dropped other connections from the stack and stalled them).
+    @Test func manyBlastConnectionsAtOnceAllReceiveEverything() throws {
+        let total = 1 << 20
+        let expected = (0..<total).map { UInt8($0 % 251) }
+        let server = BuiltinServer(mode: .blast, blastBytes: total, sliceBytes: 64 * 1024)
+        let (pool, address) = try makeServer(loops: 2) { server.handler(for: $0) }
+        defer { pool.shutdown() }
+        let peers = try (0..<24).map { _ in try RawPeer(connectingTo: address) }
+        let done = Locked<[Int]>([])
+        let all = Signal()
+        for peer in peers {
+            runThread {
+                let got = peer.readAll()
+                let ok = got == expected
+                let count = done.withLock { d -> Int in
+                    d.append(ok ? got.count : -got.count)
+                    return d.count
+                }
+                if count == peers.count { all.fire() }
+            }
+        }
+        #expect(all.wait(seconds: 60))
+        #expect(done.withLock { $0 } == [Int](repeating: total, count: peers.count))
+    }
+
     @Test func withTwoLoopsConnectionsAreAcceptedByBoth() throws {
         let (pool, address) = try makeServer(loops: 2) { _ in SinkHandler() }
         defer { pool.shutdown() }

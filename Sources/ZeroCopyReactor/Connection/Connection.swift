@@ -16,6 +16,8 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// Link in the loop's ready stack (see EventLoop.scheduleFlush): written by the one party that pushes the
     /// connection, read by the loop after its acquiring take.
     var readyNext: UInt = 0
+    /// True while the connection is on its loop's ready stack (see EventLoop.scheduleFlush).
+    let flushQueued = Atomic<Bool>(false)
 
     /// Writability as the loop decided it, and the tasks waiting for it (any thread, under the lock).
     private struct WaitState {

@@ -165,9 +165,15 @@ public final class EventLoop: @unchecked Sendable {
         return result.withLock { $0 }
     }
 
-    /// Marks `connection` as needing a flush. Called by the producer whose append took the chain from idle to
-    /// non-empty (so a connection is on this stack at most once), and by the loop itself to continue a flush.
+    /// Marks `connection` as needing a flush: pushes it on the ready stack unless it is there already.
+    /// Called by the producer whose append took the chain from idle to non-empty, and by the loop to continue a flush.
+    /// The connection's `flushQueued` flag keeps it on the stack at most once: a flush that did not come from the
+    /// stack (after connect, on EPOLLOUT) can drain the chain while the connection is still queued, and the next
+    /// append would otherwise push it a second time and cut the stack.
     func scheduleFlush(_ connection: Connection) {
+        // Acquiring-and-releasing: pairs with the loop's exchange in `flushReady`, so an append made before a
+        // producer found the flag set is visible to the flush that follows the loop's clearing of it.
+        if connection.flushQueued.exchange(true, ordering: .acquiringAndReleasing) { return }
         let raw = UInt(bitPattern: Unmanaged.passRetained(connection).toOpaque())
         var old = readyHead.load(ordering: .relaxed)
         while true {
@@ -322,6 +328,8 @@ public final class EventLoop: @unchecked Sendable {
             let c = Unmanaged<Connection>.fromOpaque(UnsafeRawPointer(bitPattern: reversed)!).takeRetainedValue()
             reversed = c.readyNext
             c.readyNext = 0
+            // Off the stack before the flush: an append from now on may queue the connection again.
+            _ = c.flushQueued.exchange(false, ordering: .acquiringAndReleasing)
             c.flushNow()
         }
     }
