@@ -1,0 +1,37 @@
+// Number formatting for the summary, progress lines and JSON, without Foundation: fixed decimals, thousands
+// separators, byte units. Pure functions.
+
+enum Format {
+    /// `value` with `digits` decimals.
+    static func fixed(_ value: Double, _ digits: Int = 1) -> String {
+        guard value.isFinite else { return "\(value)" }
+        var scale = 1.0
+        for _ in 0..<digits { scale *= 10 }
+        let scaled = (Swift.abs(value) * scale).rounded()
+        let whole = scaled / scale
+        let sign = value < 0 && scaled != 0 ? "-" : ""
+        let wholeText = whole >= 1e18 ? "\(whole)" : "\(UInt64(whole.rounded(.down)))"
+        if digits == 0 { return "\(sign)\(wholeText)" }
+        let frac = String(UInt64(scaled.truncatingRemainder(dividingBy: scale)))
+        return "\(sign)\(wholeText).\(String(repeating: "0", count: Swift.max(0, digits - frac.count)))\(frac)"
+    }
+
+    /// 1234567 -> "1,234,567"
+    static func grouped(_ value: Int) -> String {
+        let digits = String(Swift.abs(value))
+        var out = ""
+        for (i, c) in digits.enumerated() {
+            if i > 0 && (digits.count - i) % 3 == 0 { out.append(",") }
+            out.append(c)
+        }
+        return value < 0 ? "-" + out : out
+    }
+
+    /// Bytes as "12.3 MB" (decimal units, as throughput is usually quoted).
+    static func bytes(_ value: Double) -> String {
+        if value >= 1e9 { return fixed(value / 1e9, 2) + " GB" }
+        if value >= 1e6 { return fixed(value / 1e6, 1) + " MB" }
+        if value >= 1e3 { return fixed(value / 1e3, 1) + " kB" }
+        return fixed(value, 0) + " B"
+    }
+}

@@ -1,0 +1,206 @@
+// The generator's state on one loop: its connections, counters and histograms, the open-loop send schedule and the
+// hiccup timer that measures how late the loop runs. Loop-confined: the generator reaches it only through
+// `EventLoop.execute`/`submitAndWait`; the only cross-thread state is `RunCounters` (atomics).
+import Glibc
+import Histogram
+import Synchronization
+import ZeroCopyReactor
+
+/// Connection counts the main thread polls while loops update them (relaxed: progress display and the settle
+/// test only need each count to be eventually exact).
+final class RunCounters: Sendable {
+    let established = Atomic<Int>(0)
+    let failed = Atomic<Int>(0)
+    let open = Atomic<Int>(0)
+}
+
+final class LoopWorker: @unchecked Sendable {
+    let loop: EventLoop
+    let plan: TrafficPlan
+    let shared: RunCounters
+    /// Position of this loop among the generator's loops, to interleave their schedules.
+    private let phase: Double
+
+    // Loop only.
+    var counters = TrafficCounters()
+    private(set) var sending = false
+    private var stopped = false
+    private var clients: [LoadClient] = []
+    private var openCount = 0
+    private var latency = Histograms.make()
+    private var rawLatency = Histograms.make()
+    private var lag = Histograms.make()
+    private var connectErrors: [String: Int] = [:]
+    private var firstVerifyError: String?
+    // Open-loop schedule: send number s of this loop is due at `scheduleStart + s * slotNanos`, and goes to
+    // `paced[s % paced.count]`, so connection p's message k is send number `k * paced.count + p`.
+    private var paced: [LoadClient] = []
+    private var scheduleStart: UInt64 = 0
+    private var slotNanos = 0.0
+    private var sequence = 0
+    private var paceDeadline: UInt64 = 0
+    private var hiccupDeadline: UInt64 = 0
+    static let hiccupNanos: UInt64 = 1_000_000
+
+    init(loop: EventLoop, plan: TrafficPlan, shared: RunCounters, loopCount: Int) {
+        self.loop = loop
+        self.plan = plan
+        self.shared = shared
+        phase = Double(loop.index) / Double(loopCount)
+    }
+
+    func makeClient(_ connection: Connection) -> any ConnectionHandler {
+        LoadClient(worker: self, connection: connection)
+    }
+
+    // MARK: connection events (from LoadClient)
+
+    func opened(_ client: LoadClient) {
+        clients.append(client)
+        openCount += 1
+        shared.established.wrappingAdd(1, ordering: .relaxed)
+        shared.open.wrappingAdd(1, ordering: .relaxed)
+        // Late arrivals join a closed loop (an open-loop schedule is fixed at start). Not from inside
+        // connectionOpened: the connection flushes right after it, and a flush that makes it writable again would
+        // queue it for a second flush while it is still queued (see the report on the core's ready stack).
+        if sending && plan.rate == nil {
+            loop.scheduleTimer(after: 0) { client.pump(now: EventLoop.now()) }
+        }
+    }
+
+    func closed(_ client: LoadClient, error: ReactorError?, wasEstablished: Bool) {
+        guard wasEstablished else {
+            connectErrors[FailureCauses.connect(error), default: 0] += 1
+            shared.failed.wrappingAdd(1, ordering: .relaxed)
+            return
+        }
+        openCount -= 1
+        shared.open.wrappingSubtract(1, ordering: .relaxed)
+        guard !stopped, !(error == nil && client.endedByPeer) else { return }
+        count(error: FailureCauses.run(error))
+    }
+
+    func peerEnded(_ client: LoadClient) {
+        guard !stopped else { return }
+        if plan.mode == .blast {
+            counters.peerCloses += 1
+        } else {
+            count(error: "closed_by_peer")
+        }
+    }
+
+    func count(error kind: String) {
+        counters.errors[kind, default: 0] += 1
+    }
+
+    func verifyFailed(connection id: UInt64, streamOffset: Int, expected: UInt8, got: UInt8) {
+        counters.verifyErrors += 1
+        if firstVerifyError == nil {
+            firstVerifyError = "connection \(id), stream byte \(streamOffset): expected \(expected), got \(got)"
+        }
+    }
+
+    // MARK: measurement
+
+    @inline(__always)
+    func recordLatency(intended: UInt64, actual: UInt64, now: UInt64) {
+        Histograms.record(&latency, (now &- min(intended, now)) / 1000)
+        if plan.rate != nil { Histograms.record(&rawLatency, (now &- min(actual, now)) / 1000) }
+    }
+
+    /// When connection `position`'s message `k` was meant to go out (open loop).
+    @inline(__always)
+    func intendedTime(position: Int, message k: Int) -> UInt64 {
+        scheduleStart &+ Nanos.from(Double(k * paced.count + position) * slotNanos)
+    }
+
+    // MARK: control (loop thread, through execute/submitAndWait)
+
+    /// Starts traffic on every open connection. Open loop: this loop's share of `rate` is spread evenly over its
+    /// connections, the first send of all due at `start`.
+    func start(at start: UInt64, establishedTotal: Int) {
+        sending = true
+        guard !clients.isEmpty else { return }  // nothing to measure on an idle loop
+        hiccupDeadline = EventLoop.now() &+ Self.hiccupNanos
+        loop.scheduleTimer(at: hiccupDeadline) { [self] in hiccup() }
+        if let rate = plan.rate {
+            paced = clients.filter(\.isOpen)
+            guard !paced.isEmpty else { return }
+            for (p, c) in paced.enumerated() { c.position = p }
+            let loopRate = rate * Double(paced.count) / Double(max(1, establishedTotal))
+            slotNanos = 1e9 / loopRate
+            scheduleStart = start &+ Nanos.from(phase * slotNanos)
+            paceDeadline = scheduleStart
+            loop.scheduleTimer(at: paceDeadline) { [self] in pace() }
+        } else {
+            let now = EventLoop.now()
+            for c in clients where c.isOpen { c.pump(now: now) }
+        }
+    }
+
+    /// Runs every send that is due, then sleeps until the next one.
+    private func pace() {
+        guard sending else { return }
+        let now = EventLoop.now()
+        if now > paceDeadline { Histograms.record(&lag, (now - paceDeadline) / 1000) }
+        var budget = 256  // each send is flushed (one syscall) before the loop looks at its timers again
+        var next = intendedTime(sequence)
+        while next <= now && budget > 0 {
+            let client = paced[sequence % paced.count]
+            client.due += 1
+            client.pump(now: now)
+            sequence += 1
+            budget -= 1
+            next = intendedTime(sequence)
+        }
+        // Out of budget: let the loop serve its I/O, then continue at once.
+        paceDeadline = budget == 0 ? now : next
+        loop.scheduleTimer(at: paceDeadline) { [self] in pace() }
+    }
+
+    private func intendedTime(_ s: Int) -> UInt64 {
+        scheduleStart &+ Nanos.from(Double(s) * slotNanos)
+    }
+
+    /// jHiccup on the loop: a 1 ms timer; how late it fires is how late anything else on this loop could run.
+    private func hiccup() {
+        guard sending else { return }
+        let now = EventLoop.now()
+        let late = now > hiccupDeadline ? (now - hiccupDeadline) / 1000 : 0
+        if !lag.recordCorrectedValue(late, expectedInterval: Self.hiccupNanos / 1000) {
+            Histograms.record(&lag, late)
+        }
+        hiccupDeadline = now &+ Self.hiccupNanos
+        loop.scheduleTimer(at: hiccupDeadline) { [self] in hiccup() }
+    }
+
+    /// Cumulative counters and the histograms since the last sample; `stop` ends sending first, in the same step,
+    /// so nothing is counted after the window closes. `openWindow` marks every connection's progress, so the
+    /// stopping sample can count the connections that moved no byte in the window.
+    func sample(stop: Bool, openWindow: Bool = false) -> LoopSample {
+        if stop {
+            sending = false
+            stopped = true
+        }
+        if openWindow {
+            for c in clients { c.progressMark = c.progress }
+        }
+        let stalled = stop ? clients.reduce(0) { $0 + ($1.isOpen && $1.progress == $1.progressMark ? 1 : 0) } : 0
+        let s = LoopSample(
+            counters: counters, latency: latency, rawLatency: rawLatency, lag: lag,
+            cpuNanos: Self.threadCPUNanos(), openConnections: openCount, stalledConnections: stalled,
+            firstVerifyError: firstVerifyError)
+        latency = Histograms.make()
+        rawLatency = Histograms.make()
+        lag = Histograms.make()
+        return s
+    }
+
+    func connectFailures() -> [String: Int] { connectErrors }
+
+    static func threadCPUNanos() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts)
+        return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+    }
+}

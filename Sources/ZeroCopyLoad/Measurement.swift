@@ -1,0 +1,173 @@
+// Turns the loops' samples into the run's figures: per-interval merges (for progress and the hdr log), totals over
+// the window, CPU per loop, warnings and the final verdict. Main thread only; it reads samples, never loops.
+import Histogram
+
+struct Measurement {
+    /// One interval, all loops merged.
+    struct Interval {
+        var seconds: Double
+        var counters: TrafficCounters
+        var latency: Histogram<UInt64>
+        var rawLatency: Histogram<UInt64>
+        var lag: Histogram<UInt64>
+    }
+
+    private(set) var report: LoadReport
+    let openLoop: Bool
+    private(set) var windowStart: UInt64 = 0
+    /// Time of the previous sample in the window.
+    var lastTick: UInt64 = 0
+    private var endTime: UInt64 = 0
+    private var baseline: [LoopSample] = []
+    private var previous: [LoopSample] = []
+    private var latency = Histograms.make()
+    private var rawLatency = Histograms.make()
+    private var lag = Histograms.make()
+
+    init(report: LoadReport, openLoop: Bool) {
+        self.report = report
+        self.openLoop = openLoop
+    }
+
+    mutating func begin(_ samples: [LoopSample], at now: UInt64) {
+        baseline = samples
+        previous = samples
+        windowStart = now
+        lastTick = now
+        endTime = now
+    }
+
+    /// Adds one interval of the window.
+    mutating func add(_ samples: [LoopSample], at now: UInt64) -> Interval {
+        let interval = Self.interval(from: previous, to: samples, seconds: Double(now - lastTick) / 1e9)
+        latency.add(interval.latency)
+        rawLatency.add(interval.rawLatency)
+        lag.add(interval.lag)
+        previous = samples
+        endTime = now
+        return interval
+    }
+
+    static func interval(from before: [LoopSample], to after: [LoopSample], seconds: Double) -> Interval {
+        var i = Interval(
+            seconds: seconds, counters: total(after).traffic(since: total(before)),
+            latency: Histograms.make(), rawLatency: Histograms.make(), lag: Histograms.make())
+        for s in after {
+            i.latency.add(s.latency)
+            i.rawLatency.add(s.rawLatency)
+            i.lag.add(s.lag)
+        }
+        return i
+    }
+
+    static func total(_ samples: [LoopSample]) -> TrafficCounters {
+        samples.reduce(TrafficCounters()) { $0 + $1.counters }
+    }
+
+    func progress(phase: LoadProgress.Phase, interval: Interval, clock: RunClock, now: UInt64, open: Int)
+        -> LoadProgress
+    {
+        let c = interval.counters
+        let s = max(interval.seconds, 1e-9)
+        let completed = report.mode == .sink ? c.messagesSent : c.messagesReceived
+        let p99Source = phase == .measuring ? latency : interval.latency
+        return LoadProgress(
+            phase: phase, elapsedSeconds: Double(now - clock.start) / 1e9, connectionsOpen: open,
+            connectionsRequested: report.connectionsRequested, messagesPerSecond: Double(completed) / s,
+            bytesPerSecond: Double(c.bytesSent + c.bytesReceived) / s,
+            p99Micros: p99Source.totalCount > 0 ? p99Source.valueAtPercentile(99) : nil,
+            errors: c.errors.values.reduce(0, +) + c.verifyErrors + report.connectErrors.values.reduce(0, +))
+    }
+
+    /// The report for the window, with warnings and the verdict.
+    func finish(configuration c: LoadConfiguration) -> LoadReport {
+        var r = report
+        let counters = Self.total(previous).traffic(since: Self.total(baseline))
+        r.durationSeconds = Double(endTime - windowStart) / 1e9
+        r.messagesSent = counters.messagesSent
+        r.messagesReceived = counters.messagesReceived
+        r.bytesSent = counters.bytesSent
+        r.bytesReceived = counters.bytesReceived
+        r.verifyErrors = counters.verifyErrors
+        r.verifiedBytes = counters.verifiedBytes
+        r.firstVerifyError = previous.lazy.compactMap(\.firstVerifyError).first
+        r.peerCloses = counters.peerCloses
+        r.errors = counters.errors
+        r.stalledConnections = previous.reduce(0) { $0 + $1.stalledConnections }
+        r.latency = LatencySummary(latency)
+        r.rawLatency = openLoop ? LatencySummary(rawLatency) : nil
+        r.generatorLag = LatencySummary(lag)
+        var cpu = 0.0
+        r.loopBusy = []
+        for (b, e) in zip(baseline, previous) {
+            let seconds = Double(e.cpuNanos &- b.cpuNanos) / 1e9
+            cpu += seconds
+            r.loopBusy.append(r.durationSeconds > 0 ? min(1, seconds / r.durationSeconds) : 0)
+        }
+        r.generatorCPUSeconds = cpu
+        addWarnings(&r, c)
+        r.failure = verdict(r, c)
+        return r
+    }
+
+    private func addWarnings(_ r: inout LoadReport, _ c: LoadConfiguration) {
+        if r.connectionsEstablished < r.connectionsRequested {
+            r.notes.append(
+                "ran with \(r.connectionsEstablished) of \(r.connectionsRequested) connections (--allow-partial)")
+        }
+        if r.durationSeconds + 0.05 < c.duration.seconds {
+            r.notes.append(
+                previous.allSatisfy { $0.openConnections == 0 }
+                    ? "every connection had ended: the window closed after \(Format.fixed(r.durationSeconds, 2)) s"
+                    : "stopped after \(Format.fixed(r.durationSeconds, 2)) s")
+        }
+        if r.stalledConnections > 0 {
+            r.warnings.append(
+                "\(r.stalledConnections) open connection\(r.stalledConnections == 1 ? "" : "s") moved no byte "
+                    + "during the window (stalled: the server stopped serving them)")
+        }
+        let busy = r.loopBusy.enumerated().filter { $0.element >= 0.9 }
+        let generatorBound = !busy.isEmpty || (r.generatorLag?.p99 ?? 0) >= 1000
+        if !busy.isEmpty {
+            let which = busy.map { "loop \($0.offset) \(Format.fixed($0.element * 100, 0))%" }.joined(separator: ", ")
+            r.warnings.append(
+                "the generator was CPU-bound (\(which) busy): it, not the server, may be the bottleneck; "
+                    + "add --threads or a second load machine")
+        }
+        if let lag = r.generatorLag, lag.p99 >= 1000 {
+            r.warnings.append(
+                "the generator's loops ran timers late (p99 \(lag.p99) µs, max \(lag.max) µs): "
+                    + "latencies include the generator's own delay")
+        }
+        if let rate = c.rate, r.durationSeconds > 0 {
+            let achieved = Double(r.messagesSent) / r.durationSeconds
+            if achieved < 0.9 * rate {
+                let why =
+                    generatorBound
+                    ? "the generator could not keep up"
+                    : "the server (or the pipeline of \(c.effectivePipeline)) held sends back; "
+                        + "corrected latency includes the wait"
+                r.warnings.append(
+                    "sent \(Format.fixed(achieved, 0)) msgs/s of the \(Format.fixed(rate, 0)) asked: \(why)")
+            }
+        }
+    }
+
+    private func verdict(_ r: LoadReport, _ c: LoadConfiguration) -> String? {
+        if r.verifyErrors > 0 {
+            let first = r.firstVerifyError.map { " (first: \($0))" } ?? ""
+            return "\(r.verifyErrors) verify error\(r.verifyErrors == 1 ? "" : "s"): the bytes received are not the "
+                + "expected stream\(first)"
+        }
+        if !r.errors.isEmpty && !c.allowPartial {
+            let n = r.errors.values.reduce(0, +)
+            return
+                "\(n) error\(n == 1 ? "" : "s") during the run (\(LoadReport.list(r.errors))); --allow-partial accepts "
+                + "connections lost during the run"
+        }
+        if r.messagesCompleted == 0 && r.mode != .blast {
+            return "no message completed in the window"
+        }
+        return nil
+    }
+}

@@ -1,0 +1,153 @@
+// `zcr load`: the load generator on the command line, and `zcr load merge` for HdrHistogram interval logs.
+// Parsing and printing only; the generator is ZeroCopyLoad. Bad input is one line on stderr and exit status 2;
+// a run that fails (too few connections, verify or connection errors) prints its summary, one line, and exits 1.
+import ArgumentParser
+import Dispatch
+import Glibc
+import ZeroCopyLoad
+
+struct Load: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Load-test a TCP server with many connections: echo, request, sink or blast, open or closed loop.",
+        discussion: """
+            Connects, warms up, then measures for --duration. Latency is in microseconds (HdrHistogram); with --rate \
+            it is measured from each message's intended send time (coordinated omission corrected) and also raw. \
+            --pipeline defaults to 16 in echo and 1 in request; --response-bytes to the message size. \
+            Exit status: 0 success, 1 failed run, 2 bad input. JSON fields: docs/load.md.
+            """,
+        subcommands: [Merge.self]
+    )
+
+    // Numbers are taken as text (and parsed by ZeroCopyLoad) so that "-5" or "abc" get one clear line.
+    @Option(help: ArgumentHelp("Server address.", valueName: "host:port"))
+    var target: String?
+    @Option(parsing: .unconditional, help: "echo | request | sink | blast.")
+    var mode = "echo"
+    @Option(parsing: .unconditional, help: ArgumentHelp("Connections to open (10k = 10,000).", valueName: "n"))
+    var connections = "10"
+    @Option(parsing: .unconditional, help: ArgumentHelp("New connections per second (no limit).", valueName: "rate"))
+    var connectRate: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Give up on a connect after this long.", valueName: "duration"))
+    var connectTimeout = "10s"
+    @Option(parsing: .unconditional, help: ArgumentHelp("Generator loops (threads).", valueName: "n"))
+    var threads = "\(LoadConfiguration.defaultThreads)"
+    @Option(parsing: .unconditional, help: ArgumentHelp("Measured window (10s, 500ms, 2m).", valueName: "duration"))
+    var duration = "10s"
+    @Option(parsing: .unconditional, help: ArgumentHelp("Unmeasured traffic first.", valueName: "duration"))
+    var warmup = "0s"
+    @Option(parsing: .unconditional, help: ArgumentHelp("Bytes per message (64, 4k, 1MiB).", valueName: "bytes"))
+    var messageBytes = "64"
+    @Option(help: ArgumentHelp("Send this file as every message (not the i % 251 pattern).", valueName: "file"))
+    var payloadFile: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("request: bytes per response.", valueName: "bytes"))
+    var responseBytes: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("In flight per connection.", valueName: "k"))
+    var pipeline: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("Messages per second in total: open loop.", valueName: "rate"))
+    var rate: String?
+    @Flag(help: "Check received bytes (blast: the i % 251 pattern; request: the echo). Always on in echo.")
+    var verify = false
+    @Flag(help: "Run with fewer connections than asked, and accept connections lost during the run.")
+    var allowPartial = false
+    @Option(help: ArgumentHelp("Write per-second histograms here (HdrHistogram interval log).", valueName: "file"))
+    var hdrLog: String?
+    @Option(help: ArgumentHelp("Write the report as JSON here (fields: docs/load.md).", valueName: "file"))
+    var json: String?
+    @Flag(help: "No progress lines.")
+    var quiet = false
+
+    func run() throws {
+        let generator: LoadGenerator
+        do {
+            generator = try LoadGenerator(configuration: makeConfiguration())
+        } catch {
+            throw Self.fail(error.message, status: 2)
+        }
+        // Ctrl-C ends the window early and still reports (loops inherit the blocked mask).
+        let signals = Signals.blockTermination()
+        DispatchQueue.global().async {
+            _ = signals.wait()
+            generator.stop()
+        }
+        let report: LoadReport
+        do {
+            report = try generator.run { p in if !quiet { Output.line(p.line) } }
+        } catch {
+            throw Self.fail(error.message, status: 2)
+        }
+        Output.line(report.summary)
+        if let json {
+            do { try report.writeJSON(to: json) } catch { throw Self.fail("--json \(error.message)", status: 1) }
+        }
+        if let failure = report.failure { throw Self.fail(failure, status: 1) }
+    }
+
+    private func makeConfiguration() throws(LoadError) -> LoadConfiguration {
+        guard let target else { throw LoadError("--target HOST:PORT is required") }
+        guard let m = LoadMode(rawValue: mode) else {
+            throw LoadError(
+                "--mode must be one of \(LoadMode.allCases.map(\.rawValue).joined(separator: ", ")), not '\(mode)'")
+        }
+        var c = LoadConfiguration(
+            target: target, mode: m, threads: try ArgumentValues.count(threads, flag: "--threads"))
+        c.connections = try ArgumentValues.count(connections, flag: "--connections")
+        c.connectRate = try connectRate.map { (t: String) throws(LoadError) in
+            try ArgumentValues.rate(t, flag: "--connect-rate")
+        }
+        c.connectTimeout = try ArgumentValues.duration(connectTimeout, flag: "--connect-timeout")
+        c.duration = try ArgumentValues.duration(duration, flag: "--duration")
+        c.warmup = try ArgumentValues.duration(warmup, flag: "--warmup")
+        c.messageBytes = try ArgumentValues.size(messageBytes, flag: "--message-bytes")
+        if let payloadFile {
+            c.payload = try FileIO.read(payloadFile, limit: 64 << 20)
+            if c.payload?.isEmpty == true { throw LoadError("--payload-file \(payloadFile) is empty") }
+        }
+        c.responseBytes = try responseBytes.map { (t: String) throws(LoadError) in
+            try ArgumentValues.size(t, flag: "--response-bytes")
+        }
+        c.pipeline = try pipeline.map { (t: String) throws(LoadError) in try ArgumentValues.count(t, flag: "--pipeline")
+        }
+        c.rate = try rate.map { (t: String) throws(LoadError) in try ArgumentValues.rate(t, flag: "--rate") }
+        c.verify = verify
+        c.allowPartial = allowPartial
+        c.hdrLogPath = hdrLog
+        return c
+    }
+
+    /// Prints `zcr load: <message>` on stderr and returns the exit to throw.
+    static func fail(_ message: String, status: Int32) -> ExitCode {
+        fflush(nil)  // stdout first, so the summary comes before the error line
+        let line = "zcr load: \(message)\n"
+        _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
+        return ExitCode(status)
+    }
+}
+
+extension Load {
+    struct Merge: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Combine HdrHistogram interval logs (zcr load --hdr-log, from any number of machines) into one.",
+            discussion: """
+                Prints the merged percentiles of each tag; intervals are summed per second of wall-clock time. \
+                --json FILE writes the percentiles as JSON.
+                """
+        )
+
+        @Argument(help: "Interval logs to merge.") var logs: [String] = []
+        @Option(name: .shortAndLong, help: "Write the merged interval log here.") var output: String?
+        /// `--json FILE` is parsed by `zcr load` itself (a parent's option wins), so it is read from there.
+        @ParentCommand var load: Load
+
+        func run() throws {
+            guard !logs.isEmpty else { throw Load.fail("merge: give at least one interval log", status: 2) }
+            do {
+                let result = try HdrMerge.merge(paths: logs)
+                Output.line(result.summary)
+                if let output { try FileIO.write(result.log, to: output) }
+                if let json = load.json { try FileIO.write(result.json, to: json) }
+            } catch {
+                throw Load.fail("merge: \(error.message)", status: 1)
+            }
+        }
+    }
+}

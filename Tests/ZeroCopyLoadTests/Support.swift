@@ -1,0 +1,238 @@
+// Test support: servers written with plain Glibc sockets and threads (an echo server and a blast server that can
+// send one wrong byte), a port nothing listens on, blocking work moved off Swift concurrency's threads, running
+// the built `zcr` binary, and JSON reading. Nothing here uses the generator under test.
+import Foundation
+import Glibc
+import Synchronization
+import Testing
+import ZeroCopyReactor
+
+/// Every test that runs loads or the binary, one at a time: on two cores, parallel runs would measure each other.
+@Suite(.serialized, .timeLimit(.minutes(1))) enum LoadRuns {}
+
+/// Runs `body` on its own thread and awaits it, so a blocking generator run never holds one of the few threads
+/// Swift concurrency has on two cores.
+func offThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
+        pthread_detach(startThread { c.resume(returning: body()) })
+    }
+}
+
+/// A detached pthread running `body`.
+@discardableResult
+func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
+    final class Box {
+        let body: @Sendable () -> Void
+        init(_ b: @escaping @Sendable () -> Void) { body = b }
+    }
+    var tid = pthread_t()
+    let arg = Unmanaged.passRetained(Box(body)).toOpaque()
+    let rc = pthread_create(
+        &tid, nil,
+        { p in
+            Unmanaged<Box>.fromOpaque(p!).takeRetainedValue().body()
+            return nil
+        }, arg)
+    precondition(rc == 0)
+    return tid
+}
+
+/// A TCP server on 127.0.0.1 written with blocking sockets: one accept thread, one thread per connection.
+/// `echo` writes back what it reads (`corruptingEcho` changes the byte at one stream offset); `sink` only reads;
+/// `blast` sends `blastBytes` of the `i % 251` pattern (with byte `corruptAt`
+/// replaced by a wrong one, if set), then closes.
+final class PlainServer: @unchecked Sendable {
+    enum Mode: Sendable {
+        case echo
+        case corruptingEcho(at: Int)
+        case blast(bytes: Int, corruptAt: Int?)
+        case sink
+    }
+
+    let port: Int
+    private let listenFD: Int32
+    private let mode: Mode
+    private let state = Mutex<(fds: [Int32], threads: [pthread_t], accepted: Int)>(([], [], 0))
+    private var acceptThread = pthread_t()
+
+    /// After `acceptLimit` connections the listener is shut down: later connects are refused.
+    private let acceptLimit: Int
+
+    init(_ mode: Mode, acceptLimit: Int = .max) throws {
+        self.mode = mode
+        self.acceptLimit = acceptLimit
+        let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var one: Int32 = 1
+        setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, 4)
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = 0
+        let bound = withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(s, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard bound == 0, listen(s, 1024) == 0 else { throw SystemError(errno: errno, call: "bind/listen") }
+        var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(s, $0, &len) }
+        }
+        port = Int(UInt16(bigEndian: addr.sin_port))
+        listenFD = s
+        acceptThread = startThread { [self] in acceptLoop() }
+    }
+
+    var target: String { "127.0.0.1:\(port)" }
+    var accepted: Int { state.withLock { $0.accepted } }
+
+    private func acceptLoop() {
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                return  // shut down
+            }
+            let count = state.withLock { s -> Int in
+                s.accepted += 1
+                s.fds.append(fd)
+                return s.accepted
+            }
+            let t = startThread { [self] in serve(fd) }
+            state.withLock { $0.threads.append(t) }
+            if count >= acceptLimit {
+                shutdown(listenFD, Int32(SHUT_RDWR))
+                return
+            }
+        }
+    }
+
+    private func serve(_ fd: Int32) {
+        switch mode {
+        case .echo, .corruptingEcho:
+            var corruptAt = -1
+            if case .corruptingEcho(let at) = mode { corruptAt = at }
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            var offset = 0
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                if (offset..<offset + n).contains(corruptAt) { buffer[corruptAt - offset] ^= 0xff }
+                offset += n
+                guard sendAll(fd, buffer[0..<n]) else { break }
+            }
+        case .sink:
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            while buffer.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+        case .blast(let total, let corruptAt):
+            var offset = 0
+            while offset < total {
+                let n = min(16384, total - offset)
+                var chunk = (0..<n).map { UInt8((offset + $0) % 251) }
+                if let c = corruptAt, (offset..<offset + n).contains(c) { chunk[c - offset] ^= 0xff }
+                guard sendAll(fd, chunk[...]) else { break }
+                offset += n
+            }
+            shutdown(fd, Int32(SHUT_WR))
+            var sink = [UInt8](repeating: 0, count: 4096)
+            while sink.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+        }
+    }
+
+    private func sendAll(_ fd: Int32, _ bytes: ArraySlice<UInt8>) -> Bool {
+        var off = bytes.startIndex
+        while off < bytes.endIndex {
+            let n = bytes[off...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n <= 0 { return false }
+            off += n
+        }
+        return true
+    }
+
+    /// Stops accepting, resets what is still connected, joins every thread, closes every descriptor.
+    func stop() {
+        shutdown(listenFD, Int32(SHUT_RDWR))
+        pthread_join(acceptThread, nil)
+        let (fds, threads) = state.withLock { ($0.fds, $0.threads) }
+        for fd in fds { shutdown(fd, Int32(SHUT_RDWR)) }
+        for t in threads { pthread_join(t, nil) }
+        for fd in fds { close(fd) }
+        close(listenFD)
+    }
+}
+
+/// A loopback port with no listener (bound, read, released).
+func unusedPort() -> Int {
+    let s = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(s) }
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &addr) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { p -> Int32 in
+            _ = bind(s, p, len)
+            return getsockname(s, p, &len)
+        }
+    }
+    return Int(UInt16(bigEndian: addr.sin_port))
+}
+
+/// A fresh directory under /tmp for files a test writes.
+func temporaryDirectory() -> String {
+    var template = Array("/tmp/zcr-load-test-XXXXXX".utf8CString)
+    let path = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+    return String(cString: path!)
+}
+
+/// The JSON object in `text`.
+func jsonObject(_ text: String) throws -> [String: Any] {
+    let value = try JSONSerialization.jsonObject(with: Data(text.utf8))
+    return try #require(value as? [String: Any])
+}
+
+/// What running the built `zcr` printed and how it exited.
+struct ProcessResult: Sendable {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+    var stderrLines: [Substring] { stderr.split(separator: "\n") }
+}
+
+/// The `zcr` built next to this test bundle (`swift test` builds every product of the package).
+func zcrPath() throws -> String {
+    let exe = try #require(try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+    var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
+    // Bundles may sit inside an .xctest directory.
+    for _ in 0..<4 {
+        let candidate = dir.appendingPathComponent("zcr").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        dir = dir.deletingLastPathComponent()
+    }
+    Issue.record("zcr binary not found next to \(exe)")
+    throw CancellationError()
+}
+
+func runZcr(_ arguments: [String]) async throws -> ProcessResult {
+    let path = try zcrPath()
+    return await offThread {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = arguments
+        let out = Pipe()
+        let err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        do { try p.run() } catch {
+            return ProcessResult(status: -1, stdout: "", stderr: "cannot run \(path): \(error)")
+        }
+        let errData = Mutex(Data())
+        let errDone = startThread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
+        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        pthread_join(errDone, nil)
+        p.waitUntilExit()
+        return ProcessResult(
+            status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+            stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self))
+    }
+}
