@@ -71,6 +71,7 @@ let package = Package(
             dependencies: [
                 "ZeroCopyReactor", "ZeroCopyProfiler", "ZeroCopyLoad",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict,
             linkerSettings: linkJemalloc ? [.linkedLibrary("jemalloc")] : []

@@ -1,6 +1,7 @@
 // `zcr serve`: the reactor pool as a real server in echo, sink or blast mode, until SIGINT or SIGTERM.
 import ArgumentParser
 import Glibc
+import Logging
 import ZeroCopyReactor
 
 struct Serve: ParsableCommand {
@@ -24,7 +25,10 @@ struct Serve: ParsableCommand {
 
     func run() throws {
         let signals = Signals.blockTermination()
-        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: threads))
+        var configuration = ReactorConfiguration(loops: threads)
+        configuration.logger = Logger(label: "zcr serve", factory: { StreamLogHandler.standardError(label: $0) })
+        configuration.logger.logLevel = .warning  // accept trouble and the like; stdout stays the command's own
+        let pool = try ReactorPool(configuration: configuration)
         let server = BuiltinServer(mode: ServeMode(rawValue: mode.rawValue)!, blastBytes: blastBytes, sliceBytes: sliceBytes)
         let address: SocketAddress
         do {
