@@ -341,6 +341,26 @@ import Testing
         #expect(!loop.inLoop)
     }
 
+    @Test func aRepeatingTimerFiresUntilCancelled() throws {
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 1))
+        defer { pool.shutdown() }
+        let loop = pool.loops[0]
+        let fired = Box<Int>()
+        loop.execute {
+            final class State: @unchecked Sendable { var count = 0; var id: TimerID? }
+            let state = State()
+            state.id = loop.scheduleRepeatingTimer(every: 200_000) {
+                state.count += 1
+                if state.count == 5 {
+                    loop.cancelTimer(state.id!)
+                    // A task queued after this run sees whether the timer ran again.
+                    loop.scheduleTimer(after: 2_000_000) { fired.set(state.count) }
+                }
+            }
+        }
+        #expect(fired.wait() == 5)
+    }
+
     @Test func shutdownReleasesEverySliceAndClosesEveryConnectionOnce() throws {
         let tracker = LifetimeTracker(expecting: 100)
         let closes = Atomic<Int>(0)

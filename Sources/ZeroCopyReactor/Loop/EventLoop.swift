@@ -51,7 +51,10 @@ public final class EventLoop: @unchecked Sendable {
 
     // Cross-thread state.
     /// Tasks from any thread. The loop swaps the array out, so steady state allocates nothing.
-    private let tasks = Locked<[@Sendable () -> Void]>([])
+    /// A queued task. Wrapping the closure in a struct stores it as it was passed: an array of bare function values
+    /// would re-wrap each one in a reabstraction thunk, an allocation per `execute`.
+    struct Task { let run: @Sendable () -> Void }
+    private let tasks = Locked<[Task]>([])
     /// Connections whose chain went from idle to non-empty: an intrusive stack (Connection.readyNext) of retained
     /// references, pushed by any thread and taken whole by the loop. Push: releasing compare-exchange (the
     /// connection's `readyNext` is published with it); take: acquiring exchange. Take-all means no ABA.
@@ -143,7 +146,7 @@ public final class EventLoop: @unchecked Sendable {
     public func execute(_ task: @escaping @Sendable () -> Void) -> Bool {
         let accepted = tasks.withLock { queue -> Bool in
             if finished { return false }
-            queue.append(task)
+            queue.append(Task(run: task))
             return true
         }
         if accepted && !inLoop { wake() }
@@ -244,6 +247,14 @@ public final class EventLoop: @unchecked Sendable {
         scheduleTimer(at: Self.now() &+ nanoseconds, action)
     }
 
+    /// Runs `action` on the loop every `interval` nanoseconds until cancelled. The timer is one heap entry reused
+    /// for every run, so a repeating timer allocates nothing after it is scheduled.
+    @discardableResult
+    public func scheduleRepeatingTimer(every interval: UInt64, _ action: @escaping () -> Void) -> TimerID {
+        preconditionInLoop()
+        return timers.schedule(at: Self.now() &+ interval, repeating: interval, action)
+    }
+
     public func cancelTimer(_ timer: TimerID) {
         preconditionInLoop()
         timers.cancel(timer)
@@ -257,11 +268,7 @@ public final class EventLoop: @unchecked Sendable {
     private func run() {
         if let interval = configuration.metricsIntervalNanos {
             let metrics = LoopMetrics(loop: index)
-            func tick() {
-                metrics.report(snapshot())
-                scheduleTimer(after: interval) { tick() }
-            }
-            scheduleTimer(after: interval) { tick() }
+            scheduleRepeatingTimer(every: interval) { [unowned self] in metrics.report(currentCounters()) }
         }
         while true {
             let timeout = nextTimeout()
@@ -304,11 +311,11 @@ public final class EventLoop: @unchecked Sendable {
         return deadline <= now ? 0 : Int64(deadline - now)
     }
 
-    private var taskScratch: [@Sendable () -> Void] = []
+    private var taskScratch: [Task] = []
 
     private func runTasks() {
         tasks.withLock { swap(&$0, &taskScratch) }
-        for task in taskScratch { task() }
+        for task in taskScratch { task.run() }
         taskScratch.removeAll(keepingCapacity: true)
     }
 
@@ -334,9 +341,13 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
+    private var dueTimers: [() -> Void] = []
+
     private func runTimers() {
         guard let first = timers.nextDeadline(), first <= Self.now() else { return }
-        for action in timers.popDue(now: Self.now()) { action() }
+        timers.popDue(now: Self.now(), into: &dueTimers)
+        for action in dueTimers { action() }
+        dueTimers.removeAll(keepingCapacity: true)
     }
 
     // MARK: shutdown
@@ -366,18 +377,25 @@ public final class EventLoop: @unchecked Sendable {
 
     private func finish() {
         // Refuse new tasks, then run what was queued before (it may hold slices: they are released either way).
-        let remaining = tasks.withLock { queue -> [@Sendable () -> Void] in
+        let remaining = tasks.withLock { queue -> [Task] in
             finished = true
             defer { queue.removeAll() }
             return queue
         }
-        for task in remaining { task() }
+        for task in remaining { task.run() }
         flushReady()
         let last = snapshot()
         finalCounters.withLock { $0 = last }
     }
 
-    /// A snapshot of the counters (loop only).
+    /// This loop's counters now. Loop only (from a task or a callback on this loop); other threads use
+    /// `ReactorPool.counters()`.
+    public func currentCounters() -> LoopCounters {
+        preconditionInLoop()
+        return snapshot()
+    }
+
+    /// A snapshot of the counters (the loop, or the stopping loop's last act).
     func snapshot() -> LoopCounters {
         var c = counters
         c.bytesCopied = bytesCopied.load(ordering: .relaxed)

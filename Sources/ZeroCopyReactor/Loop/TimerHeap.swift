@@ -11,6 +11,8 @@ struct TimerHeap {
     private struct Entry {
         var deadline: UInt64
         var id: UInt64
+        /// Non-zero for a repeating timer: it goes back in the heap `interval` after each run.
+        var interval: UInt64
         var action: () -> Void
     }
 
@@ -21,10 +23,10 @@ struct TimerHeap {
     var isEmpty: Bool { heap.isEmpty }
     var count: Int { heap.count - cancelled.count }
 
-    mutating func schedule(at deadline: UInt64, _ action: @escaping () -> Void) -> TimerID {
+    mutating func schedule(at deadline: UInt64, repeating interval: UInt64 = 0, _ action: @escaping () -> Void) -> TimerID {
         let id = nextID
         nextID += 1
-        heap.append(Entry(deadline: deadline, id: id, action: action))
+        heap.append(Entry(deadline: deadline, id: id, interval: interval, action: action))
         siftUp(heap.count - 1)
         return TimerID(value: id)
     }
@@ -39,15 +41,20 @@ struct TimerHeap {
         return heap.first?.deadline
     }
 
-    /// Removes and returns the actions due at `now`, earliest first (at most `limit`, so a timer that
-    /// reschedules itself at `now` cannot hold the loop).
-    mutating func popDue(now: UInt64, limit: Int = 4096) -> [() -> Void] {
-        var due: [() -> Void] = []
+    /// Moves the actions due at `now` into `due`, earliest first (at most `limit`, so a timer that reschedules
+    /// itself at `now` cannot hold the loop). `due` is the caller's reused scratch array: no allocation per firing.
+    mutating func popDue(now: UInt64, into due: inout [() -> Void], limit: Int = 4096) {
         while due.count < limit, let top = heap.first, top.deadline <= now {
             popTop()
-            if cancelled.remove(top.id) == nil { due.append(top.action) }
+            if cancelled.remove(top.id) != nil { continue }
+            due.append(top.action)
+            if top.interval > 0 {
+                var next = top
+                next.deadline = max(top.deadline &+ top.interval, now &+ 1)
+                heap.append(next)
+                siftUp(heap.count - 1)
+            }
         }
-        return due
     }
 
     private mutating func popTop() {

@@ -34,6 +34,20 @@ public struct FlushStats: Sendable, Equatable {
 
     public var syscalls: Int { sendCalls + sendmsgCalls }
 
+    /// What happened between two readings (`later - earlier`).
+    public static func - (a: FlushStats, b: FlushStats) -> FlushStats {
+        var d = FlushStats()
+        d.sendCalls = a.sendCalls - b.sendCalls
+        d.sendmsgCalls = a.sendmsgCalls - b.sendmsgCalls
+        d.slicesWritten = a.slicesWritten - b.slicesWritten
+        d.bytesWritten = a.bytesWritten - b.bytesWritten
+        d.partialWrites = a.partialWrites - b.partialWrites
+        d.wouldBlocks = a.wouldBlocks - b.wouldBlocks
+        d.verifiedIovecs = a.verifiedIovecs - b.verifiedIovecs
+        d.foreignIovecs = a.foreignIovecs - b.foreignIovecs
+        return d
+    }
+
     public static func += (a: inout FlushStats, b: FlushStats) {
         a.sendCalls += b.sendCalls
         a.sendmsgCalls += b.sendmsgCalls

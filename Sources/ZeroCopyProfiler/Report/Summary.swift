@@ -1,0 +1,67 @@
+// The terminal's view of a run: one progress line per sample and the closing summary. Text for people only; the
+// figures come from the report unchanged and an unknown one reads "unavailable", never 0.
+
+extension TimelineSample {
+    /// "[  3.0 s] window   sent 1.20 GiB   412.3 MiB/s   reactor alloc 0 B   heap 1.00 GiB   RSS 1.02 GiB"
+    public var progressLine: String {
+        let t = Format.fixed(seconds, 1)
+        var line = "[\(String(repeating: " ", count: max(0, 6 - t.count)))\(t) s] \(phase.rawValue.padding(7))"
+        line += "  sent \(Format.bytes(bytesSent))  \(throughputBytesPerSecond.map { Format.rate($0) } ?? "-")"
+        line += "  reactor alloc \(Format.bytes(reactorBytesAllocated))"
+        line += "  heap \(Format.bytes(heap?.allocated))  RSS \(Format.bytes(rss))"
+        if bytesCopied > 0 { line += "  copied \(Format.bytes(bytesCopied))" }
+        if event != "tick" { line += "  (\(event.replacing("_", with: " ")))" }
+        return line
+    }
+}
+
+extension ProfileReport {
+    /// The closing summary: the verdict, then the figures behind it.
+    public var summary: String {
+        let w = window
+        var lines = [
+            "\(scenario.rawValue)\(copyControl ? " (copy control)" : ""): zero copy \(verdict.zeroCopy ? "YES" : "NO")",
+            "  sent \(Format.bytes(w.bytesSent)) in \(Format.seconds(w.seconds))"
+                + " (\(Format.rate(w.throughputBytesPerSecond)))"
+                + ", \(Format.count(w.writes)) writes, \(Format.count(w.syscalls)) syscalls"
+                + " (\(Format.count(w.sendmsgCalls)) sendmsg), \(Format.ratio(w.slicesPerCall)) slices/call",
+            w.reactorBytesAllocated == nil
+                ? "  reactor threads' allocations: unavailable (\(allocator.name))"
+                : "  reactor threads allocated \(Format.bytes(w.reactorBytesAllocated))"
+                    + " = \(Format.ratio(w.allocatedBytesPerByteSent)) bytes per byte sent"
+                    + "; \(Format.count(w.reactorAllocations)) allocations"
+                    + " = \(Format.ratio(w.allocationsPerWrite)) per write",
+            "  bytes copied \(Format.bytes(w.bytesCopied)); iovecs verified \(Format.count(w.verifiedIovecs))"
+                + ", foreign \(Format.count(w.foreignIovecs))",
+            "  peak RSS growth in the window \(Format.bytes(w.peakRSSGrowth)) (\(peakRSSMethod))",
+            "  allocator: \(allocator.name)\(allocator.version.map { " \($0)" } ?? "")",
+        ]
+        for c in verdict.checks where !c.passed {
+            lines.append("  failed: \(Self.describe(c)): \(c.detail)")
+        }
+        for t in targets where !t.passed {
+            lines.append("  target missed: \(Self.describe(t))")
+        }
+        if !allocator.isJemalloc || !allocator.statisticsAvailable { lines.append("  note: \(allocator.note)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+extension ProfileReport {
+    /// "bytes_copied 1,048,576 (limit <= 0)", "zero_copy false (must be true)".
+    static func describe(_ c: Check) -> String {
+        if c.name == "zero_copy" {
+            return "zero_copy \(c.value.map { $0 >= 1 ? "true" : "false" } ?? "unavailable") "
+                + "(must be \(c.comparison == .atLeast ? "true" : "false"))"
+        }
+        return
+            "\(c.name) \(c.value.map { Format.ratio($0) } ?? "unavailable")"
+            + " (limit \(c.comparison.rawValue) \(Format.ratio(c.limit)))"
+    }
+}
+
+extension String {
+    fileprivate func padding(_ width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}

@@ -1,0 +1,108 @@
+// The yes/no answer to "were bytes copied?", from figures alone: allocated bytes per byte sent, the library's
+// bytes-copied counter and the iovec checks. Pure logic, no measurement; it must never say yes on a figure it
+// does not have (an unavailable figure fails its check).
+
+/// The limits the verdict applies.
+public struct Thresholds: Sendable, Equatable {
+    public var maxAllocatedBytesPerByteSent: Double
+    public var maxBytesCopied: Int
+    public var maxForeignIovecs: Int
+
+    public init(maxAllocatedBytesPerByteSent: Double = 0.001, maxBytesCopied: Int = 0, maxForeignIovecs: Int = 0) {
+        self.maxAllocatedBytesPerByteSent = maxAllocatedBytesPerByteSent
+        self.maxBytesCopied = maxBytesCopied
+        self.maxForeignIovecs = maxForeignIovecs
+    }
+
+    public static let standard = Thresholds()
+}
+
+/// One named comparison: `value` against `limit`; `value` nil means the figure was unavailable (never passes).
+public struct Check: Sendable, Equatable {
+    public enum Comparison: String, Sendable {
+        case atMost = "<="
+        case atLeast = ">="
+    }
+    public var name: String
+    public var value: Double?
+    public var limit: Double
+    public var comparison: Comparison
+    public var passed: Bool
+    /// Why it failed or what it means, in words.
+    public var detail: String
+
+    public init(name: String, value: Double?, limit: Double, comparison: Comparison, detail: String = "") {
+        self.name = name
+        self.value = value
+        self.limit = limit
+        self.comparison = comparison
+        if let value {
+            passed = comparison == .atMost ? value <= limit : value >= limit
+        } else {
+            passed = false
+        }
+        self.detail = detail
+    }
+}
+
+/// The figures the verdict looks at.
+public struct VerdictInput: Sendable, Equatable {
+    public var bytesSent: Int
+    /// nil when the allocator gave no figure (not jemalloc, or statistics off).
+    public var allocatedBytesPerByteSent: Double?
+    public var bytesCopied: Int
+    public var verifiedIovecs: Int
+    public var foreignIovecs: Int
+
+    public init(
+        bytesSent: Int, allocatedBytesPerByteSent: Double?, bytesCopied: Int, verifiedIovecs: Int, foreignIovecs: Int
+    ) {
+        self.bytesSent = bytesSent
+        self.allocatedBytesPerByteSent = allocatedBytesPerByteSent
+        self.bytesCopied = bytesCopied
+        self.verifiedIovecs = verifiedIovecs
+        self.foreignIovecs = foreignIovecs
+    }
+
+    public init(_ w: WindowFigures) {
+        self.init(
+            bytesSent: w.bytesSent, allocatedBytesPerByteSent: w.allocatedBytesPerByteSent, bytesCopied: w.bytesCopied,
+            verifiedIovecs: w.verifiedIovecs, foreignIovecs: w.foreignIovecs)
+    }
+}
+
+/// Zero copy or not, and every check behind the answer.
+public struct Verdict: Sendable, Equatable {
+    public var zeroCopy: Bool
+    public var checks: [Check]
+
+    /// True only when allocated bytes per byte sent is at most the limit (and known), bytes copied is within its
+    /// limit, and the iovec checks ran and found no foreign iovec.
+    public static func evaluate(_ input: VerdictInput, thresholds: Thresholds = .standard) -> Verdict {
+        let ratioDetail: String
+        if input.bytesSent == 0 {
+            ratioDetail = "nothing was sent, so nothing is proven"
+        } else if input.allocatedBytesPerByteSent == nil {
+            ratioDetail = "unavailable: the allocator gave no per-thread figures (jemalloc is not the allocator)"
+        } else {
+            ratioDetail = "bytes the reactor threads allocated per byte they sent"
+        }
+        let checks = [
+            Check(
+                name: "allocated_bytes_per_byte_sent",
+                value: input.bytesSent > 0 ? input.allocatedBytesPerByteSent : nil,
+                limit: thresholds.maxAllocatedBytesPerByteSent, comparison: .atMost, detail: ratioDetail),
+            Check(
+                name: "bytes_copied", value: Double(input.bytesCopied), limit: Double(thresholds.maxBytesCopied),
+                comparison: .atMost, detail: "the library's own count of bytes it copied before sending"),
+            Check(
+                name: "foreign_iovecs",
+                value: input.verifiedIovecs + input.foreignIovecs > 0 ? Double(input.foreignIovecs) : nil,
+                limit: Double(thresholds.maxForeignIovecs), comparison: .atMost,
+                detail: input.verifiedIovecs + input.foreignIovecs > 0
+                    ? "iovecs handed to sendmsg that did not lie inside the memory the caller appended"
+                    : "unavailable: no iovec was checked (verify mode off, or nothing sent)"),
+        ]
+        return Verdict(zeroCopy: checks.allSatisfy(\.passed), checks: checks)
+    }
+}

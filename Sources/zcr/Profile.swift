@@ -1,0 +1,125 @@
+// `zcr profile`: runs one allocation-profiling scenario in this process and prints the verdict, with optional JSON
+// and HTML reports. Parsing and printing only; the profiler is ZeroCopyProfiler. Exit status: 0 whatever the verdict,
+// 1 with --require-zero-copy and a false verdict, 2 for a run that could not finish, 64 for a bad command line.
+import ArgumentParser
+import Glibc
+import ZeroCopyProfiler
+
+struct Profile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Prove that no bytes are copied: jemalloc statistics over a loopback scenario, with a verdict.",
+        discussion: """
+            Runs the scenario on loopback (the reactor pool as server and client), warms up, measures one window, \
+            samples once a second, and prints a summary. zero_copy is true only when the reactor threads allocated at \
+            most 0.001 bytes per byte sent, the library copied nothing and every iovec lay inside the caller's slices. \
+            Scenarios: seed-large, seed-gather, small-many, echo-1k. JSON fields: docs/profile.md.
+            """
+    )
+
+    @Option(help: "seed-large | seed-gather | small-many | echo-1k.") var scenario: String?
+    @Option(help: "Loops (reactor threads), server and client together.") var threads = 2
+    @Option(help: "Write the report as JSON here.") var json: String?
+    @Option(help: "Write the HTML report here (one self-contained file).") var report: String?
+    @Flag(help: "Copy every write into a new buffer first (Connection.writeCopying): the report must catch it.")
+    var copyControl = false
+    @Flag(help: "Exit 1 when the verdict is not zero copy (for CI gates).") var requireZeroCopy = false
+    @Option(help: "The verdict's limit on bytes allocated by the reactor threads per byte sent.")
+    var maxAllocatedBytesPerByte = Thresholds.standard.maxAllocatedBytesPerByteSent
+    @Option(help: "seed-large, seed-gather: payload in MiB.") var payloadMib = 1000
+    @Option(help: "small-many: number of 64-byte messages.") var messages = 16 << 20
+    @Option(help: "echo-1k: connections.") var connections = 1000
+    @Option(help: "echo-1k: measured seconds.") var duration = 10.0
+    @Option(help: "echo-1k: warm-up seconds.") var warmup = 1.0
+    @Flag(help: "No progress lines.") var quiet = false
+    @Flag(
+        help: ArgumentHelp(
+            "Measure known work (allocations on a loop thread) and print the figures as JSON.",
+            visibility: .hidden))
+    var selfTest = false
+    @Option(help: ArgumentHelp("--self-test: allocations.", visibility: .hidden)) var selfTestCount = 1000
+    @Option(help: ArgumentHelp("--self-test: bytes per allocation.", visibility: .hidden)) var selfTestBytes = 4096
+
+    func validate() throws {
+        if selfTest {
+            guard selfTestCount >= 1, selfTestBytes >= 1 else {
+                throw ValidationError("--self-test-* must be at least 1")
+            }
+            return
+        }
+        guard let name = scenario else {
+            throw ValidationError("--scenario is required: \(Self.names)")
+        }
+        guard ScenarioName(rawValue: name) != nil else {
+            throw ValidationError("unknown scenario '\(name)': \(Self.names)")
+        }
+        guard threads >= 1 && threads <= 64 else { throw ValidationError("--threads must be 1...64") }
+        guard payloadMib >= 1 else { throw ValidationError("--payload-mib must be at least 1") }
+        guard messages >= 1 else { throw ValidationError("--messages must be at least 1") }
+        guard connections >= 1 else { throw ValidationError("--connections must be at least 1") }
+        guard duration > 0, warmup >= 0 else {
+            throw ValidationError("--duration must be positive, --warmup not negative")
+        }
+        guard maxAllocatedBytesPerByte >= 0 else {
+            throw ValidationError("--max-allocated-bytes-per-byte must not be negative")
+        }
+    }
+
+    static var names: String { ScenarioName.allCases.map(\.rawValue).joined(separator: ", ") }
+
+    func run() throws {
+        if selfTest {
+            do {
+                print(try KnownWork.run(count: selfTestCount, byteCount: selfTestBytes).json(), terminator: "")
+            } catch {
+                throw Self.fail("\(error)")
+            }
+            return
+        }
+        var options = ProfileOptions(scenario: ScenarioName(rawValue: scenario!)!)
+        options.copyControl = copyControl
+        options.threads = threads
+        options.payloadBytes = payloadMib << 20
+        options.messages = messages
+        options.connections = connections
+        options.durationSeconds = duration
+        options.warmupSeconds = warmup
+        options.thresholds.maxAllocatedBytesPerByteSent = maxAllocatedBytesPerByte
+        if options.scenario == .echo1k { Self.raiseDescriptorLimit(needed: 2 * connections + 64) }
+
+        let result: ProfileReport
+        do {
+            result = try ProfileRunner.run(options) { sample in if !quiet { Output.line(sample.progressLine) } }
+        } catch {
+            throw Self.fail("\(error)")
+        }
+        Output.line(result.summary)
+        if let json { try Self.write(result.json(), to: json) }
+        if let report { try Self.write(result.html(), to: report) }
+        if requireZeroCopy && !result.zeroCopy { throw ExitCode(1) }
+    }
+
+    /// Each connection of the loopback pair costs two descriptors; raise the soft limit as far as needed and allowed.
+    private static func raiseDescriptorLimit(needed: Int) {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < rlim_t(needed) else { return }
+        limit.rlim_cur = min(limit.rlim_max, rlim_t(needed))
+        _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    }
+
+    private static func write(_ text: String, to path: String) throws {
+        guard let file = fopen(path, "w") else {
+            throw fail("cannot write \(path): \(String(cString: strerror(errno)))")
+        }
+        defer { fclose(file) }
+        var text = text
+        let ok = text.withUTF8 { fwrite($0.baseAddress, 1, $0.count, file) == $0.count }
+        guard ok else { throw fail("cannot write \(path)") }
+    }
+
+    /// One line on stderr, exit status 2.
+    private static func fail(_ message: String) -> ExitCode {
+        let line = "zcr profile: \(message)\n"
+        _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(2, $0.baseAddress, $0.count - 1) }
+        return ExitCode(2)
+    }
+}
