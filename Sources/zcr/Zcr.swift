@@ -6,6 +6,6 @@ struct Zcr: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "zcr",
         abstract: "ZeroCopyReactor: serve, load-test and profile TCP traffic without copying bytes.",
-        subcommands: [Serve.self, Load.self, Profile.self]
+        subcommands: [Serve.self, Load.self, Profile.self, Demo.self]
     )
 }
