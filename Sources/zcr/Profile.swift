@@ -30,6 +30,8 @@ struct Profile: ParsableCommand {
     @Option(help: "echo-1k: connections.") var connections = 1000
     @Option(help: "echo-1k: measured seconds.") var duration = 10.0
     @Option(help: "echo-1k: warm-up seconds.") var warmup = 1.0
+    @Flag(help: "echo-1k: serve with the async face (ReactorPool.serve) instead of the callback handler.")
+    var asyncServer = false
     @Flag(help: "No progress lines.") var quiet = false
     @Flag(
         help: ArgumentHelp(
@@ -83,6 +85,7 @@ struct Profile: ParsableCommand {
         options.connections = connections
         options.durationSeconds = duration
         options.warmupSeconds = warmup
+        options.asyncServer = asyncServer
         options.thresholds.maxAllocatedBytesPerByteSent = maxAllocatedBytesPerByte
         if options.scenario == .echo1k { Self.raiseDescriptorLimit(needed: 2 * connections + 64) }
 

@@ -34,6 +34,9 @@ public struct MeterSnapshot: Sendable {
     public var driverAllocatedBytes: UInt64?
     public var heap: HeapStats?
     public var memory: ProcessMemory?
+    /// Allocation requests of the whole process (every arena). Exact only without thread caches
+    /// (MALLOC_CONF=tcache:false), since other threads' caches cannot be flushed from here; nil otherwise.
+    public var processRequests: UInt64?
 }
 
 /// Measures a running pool's reactor threads. Create it before the traffic you want to measure.
@@ -42,6 +45,8 @@ public final class ReactorMeter: Sendable {
     public let allocator: AllocatorInfo
     let mallctl: Mallctl?
     let probes: [LoopProbe]
+    /// `stats.arenas.<all>` request counters, read only when thread caches are off.
+    let allArenas: ArenaRequestNames?
 
     /// Sets up every loop thread: finds its counters and, with `dedicatedArenas`, gives it an arena of its own
     /// (needed for exact allocation counts; without it `requests` stays nil).
@@ -50,6 +55,8 @@ public final class ReactorMeter: Sendable {
         allocator = AllocatorInfo.detect()
         let m = allocator.statisticsAvailable ? Mallctl.find() : nil
         mallctl = m
+        // 4096 is MALLCTL_ARENAS_ALL: the sum over every arena.
+        allArenas = m != nil && allocator.threadCache == false ? ArenaRequestNames(arena: 4096) : nil
         probes = pool.loops.map { loop in
             let index = loop.index
             let probe = loop.submitAndWait { () -> LoopProbe in
@@ -94,6 +101,7 @@ public final class ReactorMeter: Sendable {
                 }
             }
             snapshot.driverAllocatedBytes = ThreadCounterPointers.current(m)?.read().allocated
+            if refreshed, let all = allArenas { snapshot.processRequests = m.arenaRequests(all) }
         }
         snapshot.memory = ProcessMemory.read()
         return snapshot

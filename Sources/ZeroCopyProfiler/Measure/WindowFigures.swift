@@ -32,6 +32,9 @@ public struct WindowFigures: Sendable {
     public var heapAtEnd: HeapStats?
     /// Bytes the driver thread allocated in the window (context only; not part of the reactor figures).
     public var driverAllocatedBytes: UInt64?
+    /// Allocations of the whole process in the window (every thread, Swift concurrency's included); nil unless
+    /// thread caches were off (MALLOC_CONF=tcache:false), the only way the count is exact.
+    public var processAllocations: UInt64?
 
     /// `end - start`, loop by loop. `peakRSS` comes from the caller, who reset VmHWM at the start.
     public init(start: MeterSnapshot, end: MeterSnapshot, durationNanos: UInt64, writes: Int, peakRSS: Int?) {
@@ -42,6 +45,7 @@ public struct WindowFigures: Sendable {
         heapAtStart = start.heap
         heapAtEnd = end.heap
         driverAllocatedBytes = Self.minus(end.driverAllocatedBytes, start.driverAllocatedBytes)
+        processAllocations = Self.minus(end.processRequests, start.processRequests)
         threads = zip(start.loops, end.loops).map { a, b in
             var w = b.counters.write
             let s = a.counters.write
@@ -112,6 +116,11 @@ public struct WindowFigures: Sendable {
 
     public var allocationsPerWrite: Double? {
         guard let n = reactorAllocations, writes > 0 else { return nil }
+        return Double(n) / Double(writes)
+    }
+
+    public var processAllocationsPerWrite: Double? {
+        guard let n = processAllocations, writes > 0 else { return nil }
         return Double(n) / Double(writes)
     }
 

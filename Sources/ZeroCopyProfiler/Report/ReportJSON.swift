@@ -34,6 +34,8 @@ extension ProfileReport {
             ("reactor_allocations", .of(w.reactorAllocations)),
             ("allocated_bytes_per_byte_sent", .of(w.allocatedBytesPerByteSent)),
             ("allocations_per_write", .of(w.allocationsPerWrite)),
+            ("process_allocations", .of(w.processAllocations)),
+            ("process_allocations_per_write", .of(w.processAllocationsPerWrite)),
             ("bytes_copied", .int(w.bytesCopied)),
             ("verified_iovecs", .int(w.verifiedIovecs)),
             ("foreign_iovecs", .int(w.foreignIovecs)),

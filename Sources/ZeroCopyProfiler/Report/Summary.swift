@@ -36,6 +36,11 @@ extension ProfileReport {
             "  peak RSS growth in the window \(Format.bytes(w.peakRSSGrowth)) (\(peakRSSMethod))",
             "  allocator: \(allocator.name)\(allocator.version.map { " \($0)" } ?? "")",
         ]
+        if let n = w.processAllocations {
+            lines.insert(
+                "  whole process (tcache off): \(Format.count(n)) allocations = "
+                    + "\(Format.ratio(w.processAllocationsPerWrite)) per write", at: lines.count - 3)
+        }
         for c in verdict.checks where !c.passed {
             lines.append("  failed: \(Self.describe(c)): \(c.detail)")
         }

@@ -1,6 +1,7 @@
 // echo-1k: many client connections each send a 4 KiB message (a slice of one shared buffer), the server echoes
 // the very buffer it read into (or, as the copy control, a copy of it), and each client sends its next message
 // once the whole echo is back. Time-based: the runner stops it. It never allocates per message on the zero-copy path.
+import Dispatch
 import Synchronization
 import ZeroCopyReactor
 
@@ -98,6 +99,8 @@ final class EchoScenario: ScenarioDriver, @unchecked Sendable {
     private let connections: Int
     private let warmup: Double
     private let duration: Double
+    private let asyncServer: Bool
+    private var server: Task<Void, any Error>?
     /// Set by `prepare` before any traffic.
     private var clients: [(Connection, PingClient)] = []
 
@@ -105,6 +108,7 @@ final class EchoScenario: ScenarioDriver, @unchecked Sendable {
         connections = options.connections
         warmup = options.warmupSeconds
         duration = options.durationSeconds
+        asyncServer = options.asyncServer
         shared = EchoShared(
             payload: Payload(byteCount: options.echoMessageBytes), copyControl: options.copyControl,
             connections: options.connections)
@@ -113,10 +117,14 @@ final class EchoScenario: ScenarioDriver, @unchecked Sendable {
     func prepare(pool: ReactorPool) throws(ProfileError) {
         let shared = self.shared
         let address: SocketAddress
-        do {
-            address = try pool.listen(host: "127.0.0.1", port: 0) { _ in CountingEcho(shared: shared) }
-        } catch {
-            throw .setup("cannot listen on 127.0.0.1: \(error)")
+        if asyncServer {
+            address = try startAsyncServer(pool: pool)
+        } else {
+            do {
+                address = try pool.listen(host: "127.0.0.1", port: 0) { _ in CountingEcho(shared: shared) }
+            } catch {
+                throw .setup("cannot listen on 127.0.0.1: \(error)")
+            }
         }
         for i in 0..<connections {
             let client = PingClient(shared: shared)
@@ -142,7 +150,36 @@ final class EchoScenario: ScenarioDriver, @unchecked Sendable {
 
     func startWindow() -> PhaseEnd { .duration(seconds: duration) }
 
-    func stop() { shared.running.store(false, ordering: .relaxed) }
+    func stop() {
+        shared.running.store(false, ordering: .relaxed)
+        server?.cancel()
+    }
+
+    /// The async server: each connection in a child task of `serve`, echoing the slices it reads.
+    private func startAsyncServer(pool: ReactorPool) throws(ProfileError) -> SocketAddress {
+        let shared = self.shared
+        let bound = Mutex<SocketAddress?>(nil)
+        let listening = DispatchSemaphore(value: 0)
+        server = Task {
+            try await pool.serve(host: "127.0.0.1", port: 0, onListening: { address in
+                bound.withLock { $0 = address }
+                listening.signal()
+            }) { connection in
+                for try await slice in connection.inbound {
+                    shared.count.add()
+                    if shared.copyControl {
+                        try connection.connection.writeCopying(slice.bytes)
+                    } else {
+                        try await connection.write(slice)
+                    }
+                }
+            }
+        }
+        guard listening.wait(timeout: .now() + .seconds(30)) == .success, let address = bound.withLock({ $0 }) else {
+            throw .setup("the async server did not start listening")
+        }
+        return address
+    }
 
     var writes: Int { shared.count.count }
     var failure: String? {
@@ -153,6 +190,7 @@ final class EchoScenario: ScenarioDriver, @unchecked Sendable {
         [
             ("connections", connections), ("message_bytes", shared.payload.count),
             ("warmup_ms", Int(warmup * 1000)), ("duration_ms", Int(duration * 1000)),
+            ("async_server", asyncServer ? 1 : 0),
         ]
     }
 }

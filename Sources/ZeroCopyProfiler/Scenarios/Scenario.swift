@@ -33,6 +33,9 @@ public struct ProfileOptions: Sendable {
     public var echoMessageBytes = 4096
     public var warmupSeconds = 1.0
     public var durationSeconds = 10.0
+    /// echo-1k: the server is the async face (`ReactorPool.serve`, `for try await` over the inbound slices,
+    /// `await write`) instead of the callback handler.
+    public var asyncServer = false
     /// Check every iovec against the slices appended (the core's verify mode).
     public var verifyIovecs = true
     public var thresholds = Thresholds.standard
