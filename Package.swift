@@ -51,17 +51,21 @@ let package = Package(
             dependencies: ["ZeroCopyReactor", .product(name: "NIOCore", package: "swift-nio")],
             swiftSettings: strict
         ),
+        // Text shared by the tools: fixed decimals and JSON string escaping, without Foundation.
+        .target(name: "ZeroCopyText", swiftSettings: strict),
+        // Threads and waits shared by the test targets.
+        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
         // The allocation profiler behind `zcr profile`: jemalloc statistics, scenarios, JSON and HTML reports.
         .target(
             name: "ZeroCopyProfiler",
-            dependencies: ["ZeroCopyReactor", "CZeroCopyShims"],
+            dependencies: ["ZeroCopyReactor", "CZeroCopyShims", "ZeroCopyText"],
             swiftSettings: strict
         ),
         // The load generator behind `zcr load`: many connections, open and closed loop, HdrHistogram latencies.
         .target(
             name: "ZeroCopyLoad",
             dependencies: [
-                "ZeroCopyReactor",
+                "ZeroCopyReactor", "ZeroCopyText",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict
@@ -69,7 +73,7 @@ let package = Package(
         .executableTarget(
             name: "zcr",
             dependencies: [
-                "ZeroCopyReactor", "ZeroCopyProfiler", "ZeroCopyLoad",
+                "ZeroCopyReactor", "ZeroCopyProfiler", "ZeroCopyLoad", "ZeroCopyText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -79,7 +83,7 @@ let package = Package(
         .testTarget(
             name: "ZeroCopyReactorTests",
             dependencies: [
-                "ZeroCopyReactor", "CZeroCopyShims",
+                "ZeroCopyReactor", "CZeroCopyShims", "TestSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -93,12 +97,12 @@ let package = Package(
         ),
         .testTarget(
             name: "ZeroCopyProfilerTests",
-            dependencies: ["ZeroCopyProfiler", "ZeroCopyReactor", "CZeroCopyShims"],
+            dependencies: ["ZeroCopyProfiler", "ZeroCopyReactor", "CZeroCopyShims", "TestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "ZeroCopyLoadTests",
-            dependencies: ["ZeroCopyLoad", "ZeroCopyReactor"],
+            dependencies: ["ZeroCopyLoad", "ZeroCopyReactor", "TestSupport"],
             swiftSettings: strict
         ),
     ]

@@ -1,20 +1,11 @@
 // Number formatting for the summary, progress lines and JSON, without Foundation: fixed decimals, thousands
 // separators, byte units. Pure functions.
 
+import ZeroCopyText
+
 enum Format {
     /// `value` with `digits` decimals.
-    static func fixed(_ value: Double, _ digits: Int = 1) -> String {
-        guard value.isFinite else { return "\(value)" }
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let scaled = (Swift.abs(value) * scale).rounded()
-        let whole = scaled / scale
-        let sign = value < 0 && scaled != 0 ? "-" : ""
-        let wholeText = whole >= 1e18 ? "\(whole)" : "\(UInt64(whole.rounded(.down)))"
-        if digits == 0 { return "\(sign)\(wholeText)" }
-        let frac = String(UInt64(scaled.truncatingRemainder(dividingBy: scale)))
-        return "\(sign)\(wholeText).\(String(repeating: "0", count: Swift.max(0, digits - frac.count)))\(frac)"
-    }
+    static func fixed(_ value: Double, _ digits: Int = 1) -> String { Text.fixed(value, digits) }
 
     /// 1234567 -> "1,234,567"
     static func grouped(_ value: Int) -> String {

@@ -1,5 +1,6 @@
 // A tiny JSON writer that keeps keys in the order written, so the report's field order is stable and documented.
 // Builds a String; never reads JSON and never touches files.
+import ZeroCopyText
 
 struct JSONWriter {
     private(set) var text = ""
@@ -83,21 +84,5 @@ struct JSONWriter {
         text += "\n" + String(repeating: indentUnit, count: needsComma.count - 1)
     }
 
-    static func quoted(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where u.value < 0x20:
-                let hex = String(u.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    static func quoted(_ s: String) -> String { Text.jsonQuoted(s) }
 }

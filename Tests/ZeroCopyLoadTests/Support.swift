@@ -1,6 +1,7 @@
 // Test support: servers written with plain Glibc sockets and threads (an echo server and a blast server that can
 // send one wrong byte), a port nothing listens on, blocking work moved off Swift concurrency's threads, running
 // the built `zcr` binary, and JSON reading. Nothing here uses the generator under test.
+@_exported import TestSupport
 import Foundation
 import Glibc
 import Synchronization
@@ -10,32 +11,7 @@ import ZeroCopyReactor
 /// Every test that runs loads or the binary, one at a time: on two cores, parallel runs would measure each other.
 @Suite(.serialized, .timeLimit(.minutes(1))) enum LoadRuns {}
 
-/// Runs `body` on its own thread and awaits it, so a blocking generator run never holds one of the few threads
-/// Swift concurrency has on two cores.
-func offThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
-        pthread_detach(startThread { c.resume(returning: body()) })
-    }
-}
 
-/// A detached pthread running `body`.
-@discardableResult
-func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ b: @escaping @Sendable () -> Void) { body = b }
-    }
-    var tid = pthread_t()
-    let arg = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(
-        &tid, nil,
-        { p in
-            Unmanaged<Box>.fromOpaque(p!).takeRetainedValue().body()
-            return nil
-        }, arg)
-    precondition(rc == 0)
-    return tid
-}
 
 /// A TCP server on 127.0.0.1 written with blocking sockets: one accept thread, one thread per connection.
 /// `echo` writes back what it reads (`corruptingEcho` changes the byte at one stream offset); `sink` only reads;
@@ -191,48 +167,7 @@ func jsonObject(_ text: String) throws -> [String: Any] {
     return try #require(value as? [String: Any])
 }
 
-/// What running the built `zcr` printed and how it exited.
-struct ProcessResult: Sendable {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-    var stderrLines: [Substring] { stderr.split(separator: "\n") }
-}
+typealias ProcessResult = ZcrRun
 
-/// The `zcr` built next to this test bundle (`swift test` builds every product of the package).
-func zcrPath() throws -> String {
-    let exe = try #require(try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-    var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-    // Bundles may sit inside an .xctest directory.
-    for _ in 0..<4 {
-        let candidate = dir.appendingPathComponent("zcr").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        dir = dir.deletingLastPathComponent()
-    }
-    Issue.record("zcr binary not found next to \(exe)")
-    throw CancellationError()
-}
-
-func runZcr(_ arguments: [String]) async throws -> ProcessResult {
-    let path = try zcrPath()
-    return await offThread {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: path)
-        p.arguments = arguments
-        let out = Pipe()
-        let err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        do { try p.run() } catch {
-            return ProcessResult(status: -1, stdout: "", stderr: "cannot run \(path): \(error)")
-        }
-        let errData = Mutex(Data())
-        let errDone = startThread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
-        pthread_join(errDone, nil)
-        p.waitUntilExit()
-        return ProcessResult(
-            status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-            stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self))
-    }
-}
+/// Runs the built `zcr` (see TestSupport's `Zcr`).
+func runZcr(_ arguments: [String]) async throws -> ZcrRun { try await Zcr.run(arguments) }

@@ -1,5 +1,6 @@
 // Test support: running the built `zcr` on a thread of its own (so a blocking child never holds one of Swift
 // concurrency's two threads), reading its JSON, crafted figures and reports. Nothing here measures anything.
+@_exported import TestSupport
 import Foundation
 import Glibc
 import Synchronization
@@ -8,51 +9,7 @@ import ZeroCopyReactor
 
 @testable import ZeroCopyProfiler
 
-/// What running `zcr` printed and how it exited.
-struct ZcrRun: Sendable {
-    var status: Int32
-    var stdout: String
-    var stderr: String
-}
-
-enum Zcr {
-    /// The `zcr` built next to this test bundle (`swift build --build-tests` and `swift test` build every product),
-    /// or $ZCR_BINARY.
-    static func path() throws -> String {
-        if let env = ProcessInfo.processInfo.environment["ZCR_BINARY"] { return env }
-        let exe = try #require(try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        for _ in 0..<3 {
-            let candidate = dir.appendingPathComponent("zcr").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir.deleteLastPathComponent()
-        }
-        Issue.record("zcr was not found next to \(exe): build it first (swift build), or set ZCR_BINARY")
-        throw CancellationError()
-    }
-
-    static func run(_ arguments: [String]) async throws -> ZcrRun {
-        let path = try path()
-        return await offThread {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: path)
-            p.arguments = arguments
-            let out = Pipe()
-            let err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            do { try p.run() } catch { return ZcrRun(status: -1, stdout: "", stderr: "cannot run \(path): \(error)") }
-            let errData = Mutex(Data())
-            let errThread = startThread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
-            let outData = out.fileHandleForReading.readDataToEndOfFile()
-            pthread_join(errThread, nil)
-            p.waitUntilExit()
-            return ZcrRun(
-                status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self))
-        }
-    }
-
+extension Zcr {
     /// Runs `zcr profile` with `arguments` plus `--json` into a temporary file and returns the run and the JSON.
     static func profile(_ arguments: [String]) async throws -> (ZcrRun, JSONObject) {
         let file = temporaryPath("profile.json")
@@ -120,30 +77,7 @@ func temporaryPath(_ name: String) -> String {
     return base + "-" + name
 }
 
-/// Runs `body` on a thread of its own and awaits it.
-func offThread<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-    await withCheckedContinuation { (c: CheckedContinuation<T, Never>) in
-        pthread_detach(startThread { c.resume(returning: body()) })
-    }
-}
 
-@discardableResult
-func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
-    final class Box {
-        let body: @Sendable () -> Void
-        init(_ b: @escaping @Sendable () -> Void) { body = b }
-    }
-    var tid = pthread_t()
-    let arg = Unmanaged.passRetained(Box(body)).toOpaque()
-    let rc = pthread_create(
-        &tid, nil,
-        { p in
-            Unmanaged<Box>.fromOpaque(p!).takeRetainedValue().body()
-            return nil
-        }, arg)
-    precondition(rc == 0)
-    return tid
-}
 
 /// Crafted figures: one loop reading with the given cumulative values.
 func reading(

@@ -386,17 +386,6 @@ import Testing
     }
 }
 
-/// Runs `body` on a new thread.
-func runThread(_ body: @escaping @Sendable () -> Void) {
-    final class Box { let body: @Sendable () -> Void; init(_ b: @escaping @Sendable () -> Void) { body = b } }
-    let arg = Unmanaged.passRetained(Box(body)).toOpaque()
-    var tid = pthread_t()
-    pthread_create(&tid, nil, { arg in
-        Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
-        return nil
-    }, arg)
-    pthread_detach(tid)
-}
 
 extension ReactorPool {
     /// Per-loop accepted counts once `total` connections were accepted (polls the loops' counters through their

@@ -5,16 +5,7 @@ import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct ServeCommandTests {
     /// The zcr binary built beside the test bundle.
-    static var zcrPath: String? {
-        let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
-        var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
-        for _ in 0..<4 {
-            let candidate = dir.appendingPathComponent("zcr").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-            dir = dir.deletingLastPathComponent()
-        }
-        return nil
-    }
+    static var zcrPath: String? { try? Zcr.path() }
 
     static let python = "/usr/bin/python3"
 

@@ -1,5 +1,6 @@
 // Test support: a lifetime tracker for slices, a blocking raw-socket peer written without the library, a waiter
 // with a timeout (a hang fails the test instead of stalling the suite), and deterministic random bytes.
+@_exported import TestSupport
 import Dispatch
 import Glibc
 import Synchronization
@@ -236,9 +237,3 @@ final class AsyncValue<T: Sendable>: @unchecked Sendable {
     }
 }
 
-/// Runs blocking `body` on its own thread and awaits its result.
-func onThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    let result = AsyncValue<Result<T, any Error>>()
-    runThread { result.set(Result { try body() }) }
-    return try await result.value.get()
-}

@@ -1,20 +1,10 @@
 // Numbers for people: bytes in binary units, rates, counts with thousands separators, fixed decimals. No Foundation.
 // Display only; it must never be used for a figure in the JSON (which carries raw numbers).
 
+import ZeroCopyText
+
 enum Format {
-    static func fixed(_ value: Double, _ digits: Int = 1) -> String {
-        guard value.isFinite else { return "\(value)" }
-        var scale = 1.0
-        for _ in 0..<digits { scale *= 10 }
-        let scaled = (abs(value) * scale).rounded()
-        let whole = (scaled / scale).rounded(.down)
-        let frac = Int(scaled - whole * scale)
-        let sign = value < 0 && scaled != 0 ? "-" : ""
-        let wholeText = whole < 1e18 ? String(Int64(whole)) : "\(whole)"
-        if digits == 0 { return sign + wholeText }
-        let f = String(frac)
-        return sign + wholeText + "." + String(repeating: "0", count: max(0, digits - f.count)) + f
-    }
+    static func fixed(_ value: Double, _ digits: Int = 1) -> String { Text.fixed(value, digits) }
 
     static func bytes(_ value: Double) -> String {
         let units = ["B", "KiB", "MiB", "GiB", "TiB"]

@@ -1,5 +1,6 @@
 // A JSON value with ordered object keys and its text form, so the report's fields come out in the documented order
 // and unknown figures come out as null (never dropped). Writing only; it never parses.
+import ZeroCopyText
 
 enum JSONValue {
     case null
@@ -92,21 +93,5 @@ enum JSONValue {
         return "\(d)"
     }
 
-    static func quote(_ s: String, into out: inout String) {
-        out += "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20:
-                let hex = String(c.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        out += "\""
-    }
+    static func quote(_ s: String, into out: inout String) { Text.jsonQuote(s, into: &out) }
 }
