@@ -1,0 +1,38 @@
+// swift-tools-version: 6.1
+// Benchmarks of ZeroCopyReactor side by side with SwiftNIO, in their own package so that the library never
+// depends on what it is compared against. `tools/bench` (at the repository root) runs everything.
+import PackageDescription
+
+let package = Package(
+    name: "ZeroCopyReactorBenchmarks",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "ZeroCopyReactor", path: ".."),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
+        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.27.0", traits: ["MallocInterposer"]),
+    ],
+    targets: [
+        // Counting malloc hooks (off until a scenario turns them on) and small C helpers.
+        .target(name: "CBenchSupport"),
+        // The side-by-side scenarios: each one on ZeroCopyReactor and on NIOPosix, alternating, run after run.
+        .executableTarget(
+            name: "SideBySide",
+            dependencies: [
+                "CBenchSupport",
+                .product(name: "ZeroCopyReactor", package: "ZeroCopyReactor"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        // Micro-benchmarks of the write chain alone (package-benchmark, thresholds in Thresholds/).
+        .executableTarget(
+            name: "WriteChainBenchmarks",
+            dependencies: [
+                .product(name: "ZeroCopyReactor", package: "ZeroCopyReactor"),
+                .product(name: "Benchmark", package: "package-benchmark"),
+            ],
+            path: "Benchmarks/WriteChain",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+        ),
+    ]
+)

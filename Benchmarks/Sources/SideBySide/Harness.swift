@@ -1,0 +1,142 @@
+// The measuring harness: runs every side of a scenario in one invocation, alternating (the order rotates each run
+// so no side always goes first), and writes every run to JSON. A run that fails stops the invocation: a wrong
+// figure is worse than none. Servers under test always run in a fresh child process (`SideBySide serve ...`), and
+// clients are the same plain C programs for every side, so only the system under test differs.
+import Foundation
+import Glibc
+
+enum Side: String, CaseIterable, Sendable {
+    case ours, nio, limit, iperf3
+}
+
+/// One run of one side: the headline value and any other figures (latency, memory, allocations, CPU).
+struct Measurement {
+    var value: Double
+    var metrics: [String: Double] = [:]
+}
+
+protocol Scenario: Sendable {
+    var name: String { get }
+    var title: String { get }
+    /// Unit of the headline value.
+    var unit: String { get }
+    var higherIsBetter: Bool { get }
+    /// Sides this scenario has on this machine (ours and nio always; limit and iperf3 where they exist).
+    func sides(_ context: Context) -> [Side]
+    /// Sizes used (depend on --quick); passed to the server children as key=value.
+    func parameters(_ context: Context) -> [String: Int]
+    /// One run of one side, in the parent.
+    func measure(_ side: Side, _ context: Context) throws -> Measurement
+    /// The server under test, in a child process (ours or nio). Prints "port N" first.
+    func serve(_ side: Side, _ arguments: Arguments) throws
+}
+
+/// key=value arguments of a child.
+struct Arguments: Sendable {
+    var values: [String: Int]
+    func int(_ key: String) -> Int {
+        guard let v = values[key] else { fatalError("missing argument \(key)=") }
+        return v
+    }
+}
+
+struct Context {
+    var quick: Bool
+    var runs: Int
+    var loops: Int
+    var limitDirectory: String
+    var iperf3: String?
+    var onlySides: [Side]?
+    /// This executable (children are started from it).
+    var executable: String
+
+    func limitTool(_ name: String) -> String { limitDirectory + "/" + name }
+
+    /// Starts our own server child for `scenario` on `side`.
+    func startServer(_ scenario: any Scenario, _ side: Side) throws -> (ChildProcess, Int) {
+        var argv = [executable, "serve", scenario.name, side.rawValue, "loops=\(loops)"]
+        for (k, v) in scenario.parameters(self).sorted(by: { $0.key < $1.key }) { argv.append("\(k)=\(v)") }
+        let child = try ChildProcess(argv)
+        guard let port = Int(try child.expect("port ")) else { throw HarnessError("server child printed a bad port") }
+        return (child, port)
+    }
+
+    /// Starts a C program of limit/ that prints "port N" first.
+    func startLimitServer(_ argv: [String]) throws -> (ChildProcess, Int) {
+        let child = try ChildProcess([limitTool(argv[0])] + argv.dropFirst())
+        guard let port = Int(try child.expect("port ")) else { throw HarnessError("\(argv[0]) printed a bad port") }
+        return (child, port)
+    }
+}
+
+/// Median, min and max of some values.
+struct Summary {
+    let median: Double, min: Double, max: Double
+    init(_ values: [Double]) {
+        let s = values.sorted()
+        median = s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
+        min = s.first!
+        max = s.last!
+    }
+}
+
+func log(_ text: String) {
+    FileHandle.standardError.write(Data((text + "\n").utf8))
+}
+
+func format(_ v: Double) -> String {
+    if v == 0 { return "0" }
+    let a = abs(v)
+    if a >= 1e6 { return String(format: "%.2fM", v / 1e6) }
+    if a >= 1e4 { return String(format: "%.1fk", v / 1e3) }
+    if a >= 100 { return String(format: "%.0f", v) }
+    if a >= 1 { return String(format: "%.2f", v) }
+    return String(format: "%.4f", v)
+}
+
+/// Runs a scenario on each of its sides, `context.runs` times, rotating the order; returns its JSON object.
+func runScenario(_ scenario: any Scenario, _ context: Context) throws -> [String: Any] {
+    var sides = scenario.sides(context)
+    if let only = context.onlySides { sides = sides.filter(only.contains) }
+    log("== \(scenario.name): \(scenario.title) [\(sides.map(\.rawValue).joined(separator: ", "))] x\(context.runs)")
+    var runs: [[String: Any]] = []
+    var values: [Side: [Double]] = [:]
+    for run in 0..<context.runs {
+        let order = (0..<sides.count).map { sides[($0 + run) % sides.count] }
+        for side in order {
+            let m = try scenario.measure(side, context)
+            values[side, default: []].append(m.value)
+            let extra = m.metrics.sorted { $0.key < $1.key }.map { "\($0.key)=\(format($0.value))" }.joined(separator: " ")
+            log("  run \(run + 1) \(side.rawValue.padding(toLength: 6, withPad: " ", startingAt: 0)) \(format(m.value)) \(scenario.unit)  \(extra)")
+            runs.append(["side": side.rawValue, "run": run, "value": m.value, "metrics": m.metrics])
+            usleep(200_000)  // let TIME_WAIT sockets and freed memory settle between runs
+        }
+    }
+    for side in sides {
+        guard let v = values[side] else { continue }
+        let s = Summary(v)
+        log("  \(side.rawValue): median \(format(s.median)) (\(format(s.min))-\(format(s.max))) \(scenario.unit)")
+    }
+    return [
+        "scenario": scenario.name, "title": scenario.title, "unit": scenario.unit,
+        "higher_is_better": scenario.higherIsBetter, "params": scenario.parameters(context),
+        "loops": context.loops, "runs": runs,
+    ]
+}
+
+/// Parses the C reader's line "bytes N seconds S MB/s X messages/s Y" (with or without its leading "bytes").
+func parseReader(_ line: String) throws -> (bytes: Double, seconds: Double) {
+    var f = line.split(separator: " ").map(String.init)
+    if f.first != "bytes" { f.insert("bytes", at: 0) }
+    guard f.count >= 4, f[2] == "seconds", let b = Double(f[1]), let s = Double(f[3]) else {
+        throw HarnessError("reader printed: \(line)")
+    }
+    return (b, s)
+}
+
+func number(_ object: [String: Any], _ key: String) throws -> Double {
+    if let v = object[key] as? Double { return v }
+    if let v = object[key] as? Int { return Double(v) }
+    if let v = object[key] as? NSNumber { return v.doubleValue }
+    throw HarnessError("missing \(key) in \(object)")
+}
