@@ -178,7 +178,7 @@ def micro_rows(path):
 def svg_chart(rows, path):
     """Horizontal bars on a log scale: each target's measured ratio, with the target marked."""
     import math
-    width, left, right, bar, gap, top = 860, 330, 40, 18, 10, 50
+    width, left, right, bar, gap, top = 1040, 400, 40, 18, 10, 62
     height = top + len(rows) * (bar + gap) + 50
     lo, hi = 0.1, 100.0
     def x(v):
@@ -187,7 +187,8 @@ def svg_chart(rows, path):
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
            f'<rect width="{width}" height="{height}" fill="white"/>',
            f'<text x="{left}" y="20" font-size="14" font-weight="bold">ZeroCopyReactor: ratios of medians in one run (log scale)</text>',
-           f'<text x="{left}" y="38" fill="#555">green: target met, red: missed; black tick: the target. For memory and p99, lower is better (shown as NIO/ours)</text>']
+           f'<text x="{left}" y="38" fill="#555">green: target met, red: missed; black tick: the target.</text>',
+           f'<text x="{left}" y="53" fill="#555">Memory and p99 latency are lower-is-better and are shown inverted (NIO/ours).</text>']
     for tick in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100):
         out.append(f'<line x1="{x(tick):.1f}" y1="{top - 5}" x2="{x(tick):.1f}" y2="{height - 40}" stroke="#ddd"/>')
         out.append(f'<text x="{x(tick):.1f}" y="{height - 25}" text-anchor="middle" fill="#555">{tick:g}x</text>')
@@ -200,7 +201,7 @@ def svg_chart(rows, path):
         if shown:
             color = "#2a9d3a" if met else "#d33"
             out.append(f'<rect x="{x(lo):.1f}" y="{y}" width="{x(shown) - x(lo):.1f}" height="{bar}" fill="{color}"/>')
-            out.append(f'<text x="{x(shown) + 4:.1f}" y="{y + bar - 5}">{shown:.2f}x</text>')
+            out.append(f'<text x="{max(x(shown), x(target) + 2) + 5:.1f}" y="{y + bar - 5}">{shown:.2f}x</text>')
         out.append(f'<line x1="{x(target):.1f}" y1="{y - 2}" x2="{x(target):.1f}" y2="{y + bar + 2}" stroke="black" stroke-width="3"/>')
     out.append("</svg>")
     with open(path, "w") as f:
@@ -245,6 +246,8 @@ def write(args):
         r_nio = ratio(ours, st.get("nio", (None,))[0])
         r_lim = ratio(ours, st.get("limit", (None,))[0])
         r_iperf = ratio(ours, st.get("iperf3", (None,))[0])
+        if not s["higher_is_better"]:
+            r_lim = None  # the C server keeps ~0 bytes per connection in user space: a ratio to it means nothing
         lim_text = (f"{r_lim:.2f}" if r_lim else "-") + (f" (iperf3: {r_iperf:.2f})" if r_iperf else "")
         md.append(f"| **{s['scenario']}**: {s['title']} | {unit} | {cell(st.get('ours'))} | {cell(st.get('nio'))} | "
                   f"{cell(st.get('limit'))} | {cell(st.get('iperf3'))} | {f'{r_nio:.2f}' if r_nio else '-'} | {lim_text} |")
@@ -253,7 +256,7 @@ def write(args):
             ks = per_side(s, k)
             r = ratio(ks.get("ours", (None,))[0], ks.get("nio", (None,))[0])
             md.append(f"| &nbsp;&nbsp;{SECONDARY[k]} | | {cell(ks.get('ours'))} | {cell(ks.get('nio'))} | "
-                      f"{cell(ks.get('limit'))} | | {f'{r:.2f}' if r else '-'} | |")
+                      f"{cell(ks.get('limit'))} | {cell(ks.get('iperf3'))} | {f'{r:.2f}' if r else '-'} | |")
     md.append("")
     md.append("Sizes: " + "; ".join(f"{s['scenario']} " + ", ".join(f"{k}={v}" for k, v in sorted(s['params'].items()))
                                    for s in scenarios) + ".\n")
@@ -287,12 +290,15 @@ def write(args):
         "every side (`reader.c` 256 KiB reads, `pingpong.c`, `storm.c`, `idle.c`, `fanin.c`), so only the system under "
         "test differs. Allocations are counted by malloc hooks in the server process "
         "(`Sources/CBenchSupport/allocations.c`) over the steady-state phase; CPU is the server's user+system time.\n")
+    analysis = os.path.join(os.path.dirname(os.path.abspath(__file__)), "ANALYSIS.md")
+    if os.path.exists(analysis) and not data.get("quick"):
+        md.append(open(analysis).read().rstrip() + "\n")
     md.append("## Commands\n")
     md.append("```")
     md.append(args.get("--command", "tools/bench"))
     md.append(args.get("--side-command", ""))
-    md.append("swift package --package-path Benchmarks --disable-sandbox benchmark --target WriteChainBenchmarks --format markdown")
-    md.append("swift package --package-path Benchmarks --disable-sandbox benchmark thresholds check --target WriteChainBenchmarks")
+    md.append("(cd Benchmarks && swift package --disable-sandbox benchmark --target WriteChainBenchmarks --format markdown)")
+    md.append("(cd Benchmarks && swift package --disable-sandbox benchmark thresholds check --target WriteChainBenchmarks)")
     md.append("```\n")
     if args.get("--elapsed"):
         md.append(f"Measuring took {int(args['--elapsed']) // 60} min {int(args['--elapsed']) % 60} s.\n")
@@ -321,7 +327,7 @@ def check_budgets(budget_path, results_path):
             ok = worst <= limit
             failed |= not ok
             print(f"{s['scenario']}: {key} = {worst:.6f} (budget {limit}) {'ok' if ok else 'OVER BUDGET'}")
-    print(f"{checked - (1 if failed else 0) if not failed else 'some'} budgets checked, {'FAILED' if failed else 'all within budget'}")
+    print(f"{checked} budget(s) checked: {'FAILED' if failed else 'all within budget'}")
     return 1 if failed or checked == 0 else 0
 
 

@@ -44,6 +44,7 @@ struct PingPongScenario: Scenario {
             let report = try server.expectJSON("report ")
             m.metrics["allocs_per_req"] = try number(report, "allocs") / requests
             m.metrics["server_cpu_us_per_req"] = try number(report, "cpu_s") * 1e6 / requests
+            if side == .ours { m.metrics["chain_nodes_allocated"] = try number(report, "chain_nodes_allocated") }
         }
         return m
     }

@@ -22,7 +22,10 @@ func jsonLine(_ object: [String: Any]) -> String {
 func readCommand() -> String? { Swift.readLine(strippingNewline: true) }
 
 func startOurs(_ arguments: Arguments, handler: @escaping @Sendable (Connection) -> any ConnectionHandler) throws -> ReactorPool {
-    let pool = try ReactorPool(configuration: ReactorConfiguration(loops: arguments.int("loops")))
+    var configuration = ReactorConfiguration(loops: arguments.int("loops"))
+    // For attributing allocations only (not used by tools/bench): ZCRB_NO_METRICS=1 turns the loops' metrics timer off.
+    if ProcessInfo.processInfo.environment["ZCRB_NO_METRICS"] == "1" { configuration.metricsIntervalNanos = nil }
+    let pool = try ReactorPool(configuration: configuration)
     let address = try pool.listen(host: "127.0.0.1", port: 0, handler: handler)
     say("port \(address.port)")
     return pool
@@ -44,7 +47,7 @@ func startNIO(_ arguments: Arguments, handler: @escaping @Sendable () -> any Cha
 
 /// The parent's commands to a server child until EOF: "count" starts counting allocations and CPU,
 /// "report" prints "report {allocs, cpu_s}" for the time since.
-func serveCommands() {
+func serveCommands(extra: () -> [String: Any] = { [:] }) {
     var cpuStart = cpuSeconds()
     while let command = readCommand() {
         switch command {
@@ -55,7 +58,10 @@ func serveCommands() {
         case "report":
             let allocs = zcrb_alloc_count()
             zcrb_alloc_counting(0)
-            say("report " + jsonLine(["allocs": allocs, "cpu_s": cpuSeconds() - cpuStart]))
+            var object = extra()
+            object["allocs"] = allocs
+            object["cpu_s"] = cpuSeconds() - cpuStart
+            say("report " + jsonLine(object))
         default:
             say("error unknown command \(command)")
         }
@@ -68,7 +74,11 @@ func serveEcho(_ side: Side, _ arguments: Arguments) throws {
     switch side {
     case .ours:
         let pool = try startOurs(arguments) { _ in EchoHandler() }
-        serveCommands()
+        serveCommands {
+            let counters = pool.counters()
+            return ["read_buffers_allocated": counters.reduce(0) { $0 + $1.readBuffersAllocated },
+                    "chain_nodes_allocated": counters.reduce(0) { $0 + $1.chainNodesAllocated }]
+        }
         pool.shutdown()
     case .nio:
         let group = try startNIO(arguments) { NIOEchoHandler() }
