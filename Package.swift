@@ -19,6 +19,8 @@ let package = Package(
         .library(name: "ZeroCopyProfiler", targets: ["ZeroCopyProfiler"]),
         .library(name: "ZeroCopyLoad", targets: ["ZeroCopyLoad"]),
         .executable(name: "zcr", targets: ["zcr"]),
+        // Child processes with deadlines, for this package's tests and its Benchmarks package (not for embedding).
+        .library(name: "ChildProcess", targets: ["ChildProcess"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -53,8 +55,10 @@ let package = Package(
         ),
         // Text shared by the tools: fixed decimals and JSON string escaping, without Foundation.
         .target(name: "ZeroCopyText", swiftSettings: strict),
-        // Threads and waits shared by the test targets.
-        .target(name: "TestSupport", path: "Tests/TestSupport", swiftSettings: strict),
+        // Child processes for the tests and the benchmarks: posix_spawn, close-on-exec pipes, a deadline on every wait.
+        .target(name: "ChildProcess", dependencies: ["CZeroCopyShims"], swiftSettings: strict),
+        // Threads, waits and running zcr, shared by the test targets.
+        .target(name: "TestSupport", dependencies: ["ChildProcess"], path: "Tests/TestSupport", swiftSettings: strict),
         // The allocation profiler behind `zcr profile`: jemalloc statistics, scenarios, JSON and HTML reports.
         .target(
             name: "ZeroCopyProfiler",

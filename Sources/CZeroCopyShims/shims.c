@@ -2,6 +2,7 @@
 #include "CZeroCopyShims.h"
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -32,6 +33,7 @@ int zcr_epoll_wait(int epfd, zcr_epoll_event *out, int max, int64_t timeout_ns) 
 
 int zcr_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
 int zcr_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+int zcr_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 int zcr_errno(void) { return errno; }
 void zcr_set_errno(int value) { errno = value; }
 

@@ -1,8 +1,7 @@
 // Running the built `zcr` from a test: find it next to the test bundle (or $ZCR_BINARY), run it on a thread of its
-// own, and capture its exit status, stdout and stderr.
-public import Foundation
-import Glibc
-import Synchronization
+// own (with ChildProcess: a deadline, no Foundation Process), and capture its exit status, stdout and stderr.
+@_exported public import ChildProcess
+import Foundation
 
 /// What running `zcr` printed and how it exited.
 public struct ZcrRun: Sendable {
@@ -30,26 +29,17 @@ public enum Zcr {
         throw NotFound(description: "zcr was not found next to \(exe): build it first (swift build), or set ZCR_BINARY")
     }
 
-    /// Runs `zcr arguments` to completion on a thread of its own.
-    public static func run(_ arguments: [String]) async throws -> ZcrRun {
+    /// Runs `zcr arguments` to completion on a thread of its own. A run that does not end within `timeout` seconds
+    /// is killed and comes back with status -1 and the reason on stderr, so a test fails instead of hanging.
+    public static func run(_ arguments: [String], timeout: Double = 120) async throws -> ZcrRun {
         let path = try path()
         return await offThread {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: path)
-            p.arguments = arguments
-            let out = Pipe()
-            let err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            do { try p.run() } catch { return ZcrRun(status: -1, stdout: "", stderr: "cannot run \(path): \(error)") }
-            let errData = Mutex(Data())
-            let errThread = startThread { errData.withLock { $0 = err.fileHandleForReading.readDataToEndOfFile() } }
-            let outData = out.fileHandleForReading.readDataToEndOfFile()
-            pthread_join(errThread, nil)
-            p.waitUntilExit()
-            return ZcrRun(
-                status: p.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                stderr: String(decoding: errData.withLock { $0 }, as: UTF8.self))
+            do {
+                let out = try ChildProcess.run([path] + arguments, timeout: timeout)
+                return ZcrRun(status: out.status, stdout: out.stdoutText, stderr: out.stderrText)
+            } catch {
+                return ZcrRun(status: -1, stdout: "", stderr: "\(error)")
+            }
         }
     }
 }

@@ -18,7 +18,7 @@ import Testing
                 handled.withLock { $0 += 1 }
             }
         }
-        let address = await bound.value
+        let address = try await bound.value
         for i in 0..<3 {
             let (echoed, rest) = try await onThread { () throws -> ([UInt8], [UInt8]) in
                 let peer = try RawPeer(connectingTo: address)
@@ -49,12 +49,12 @@ import Testing
             try await pool.serve(host: "127.0.0.1", port: 0, inboundLimit: 64 * 1024, onListening: { bound.set($0) }) { c in
                 var bytes = 0
                 var iterator = c.inbound.makeAsyncIterator()
-                _ = await gate.value  // the consumer is behind until the peer has filled every buffer
+                _ = try await gate.value  // the consumer is behind until the peer has filled every buffer
                 while let slice = try await iterator.next() { bytes += slice.count }
                 consumed.set(bytes)
             }
         }
-        let address = await bound.value
+        let address = try await bound.value
         let peer = try RawPeer(connectingTo: address)
         // With reading paused the kernel buffers fill and a non-blocking send stops well short of the total.
         var flags = fcntl(peer.fd, F_GETFL)
@@ -77,7 +77,72 @@ import Testing
             peer.send(Array(repeating: 1, count: rest))
             peer.shutdownWrite()
         }
-        #expect(await consumed.value == total)
+        #expect(try await consumed.value == total)
+        server.cancel()
+        _ = try? await server.value
+        await pool.shutdownGracefully()
+    }
+
+    /// The lost wake-up that hung CI: the consumer looks, finds nothing, and before it parks the loop delivers a
+    /// read big enough to pause reading. The consumer's second look takes that slice, and it must resume reading,
+    /// or the connection never reads again.
+    @Test func aSliceTakenJustBeforeParkingResumesPausedReading() {
+        var state = InboundState(limit: 100)
+        guard case .empty = state.take() else { Issue.record("nothing was delivered yet"); return }
+        let (waiter, pause) = state.deliver(Slice([UInt8](repeating: 7, count: 150)))
+        #expect(waiter == nil)  // the consumer has not parked yet
+        #expect(pause)
+        guard case .slice(let slice, let resume) = state.take() else { Issue.record("the slice is there"); return }
+        #expect(slice.count == 150)
+        #expect(resume)
+        #expect(!state.paused && state.bytes == 0)
+    }
+
+    /// Reading pauses at the limit and resumes at half of it, whichever call takes the slices; the end comes after
+    /// the last slice, and only once.
+    @Test func inboundStatePausesAtTheLimitAndResumesAtHalf() {
+        var state = InboundState(limit: 100)
+        var pauses: [Bool] = []
+        for _ in 0..<4 { pauses.append(state.deliver(Slice([UInt8](repeating: 1, count: 30))).pauseReading) }
+        #expect(pauses == [false, false, false, true])  // 120 bytes >= 100
+        #expect(state.deliver(Slice([UInt8](repeating: 1, count: 30))).pauseReading == false)  // paused already
+        var resumes: [Bool] = []
+        while case .slice(_, let resume) = state.take() { resumes.append(resume) }
+        #expect(resumes == [false, false, false, true, false])  // 150 -> 120 -> 90 -> 60 -> 30 (<= 50): resume once
+        #expect(state.finish(error: nil) == nil)  // nobody parked
+        #expect(state.finish(error: .aborted) == nil)  // and only the first end counts
+        guard case .end(let error) = state.take() else { Issue.record("the end follows the last slice"); return }
+        #expect(error == nil)
+    }
+
+    /// End to end with a limit far below one read: every read pauses reading, so every race between the consumer
+    /// parking and the loop delivering is a chance to lose the wake-up. Sixteen connections, 4 MiB each.
+    @Test func aLimitBelowOneReadStillDeliversEverything() async throws {
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 2))
+        let bound = AsyncValue<SocketAddress>()
+        let received = Locked<[Int]>([])
+        let done = AsyncValue<Bool>()
+        let connections = 16
+        let total = 4 << 20
+        let server = Task {
+            try await pool.serve(host: "127.0.0.1", port: 0, inboundLimit: 1, onListening: { bound.set($0) }) { c in
+                var bytes = 0
+                for try await slice in c.inbound { bytes += slice.count }
+                let all = received.withLock { $0.append(bytes); return $0.count }
+                if all == connections { done.set(true) }
+            }
+        }
+        let address = try await bound.value
+        for _ in 0..<connections {
+            let peer = try RawPeer(connectingTo: address)
+            runThread {
+                for _ in 0..<64 { peer.send([UInt8](repeating: 5, count: total / 64)) }
+                peer.shutdownWrite()
+                _ = peer.readAll()
+            }
+        }
+        _ = try await done.value
+        #expect(received.withLock { $0 } == [Int](repeating: total, count: connections))
         server.cancel()
         _ = try? await server.value
         await pool.shutdownGracefully()
@@ -102,11 +167,11 @@ import Testing
                 }
             }
         }
-        let address = await bound.value
+        let address = try await bound.value
         let peer = try RawPeer(connectingTo: address)
-        _ = await blocked.value
+        _ = try await blocked.value
         server.cancel()
-        #expect(await outcome.value == "\(ReactorError.connectionClosed)")  // the wait ended by the abort
+        #expect(try await outcome.value == "\(ReactorError.connectionClosed)")  // the wait ended by the abort
         _ = try? await server.value  // serve returns: no child task is left behind
         await pool.shutdownGracefully()
         withExtendedLifetime(peer) {}
@@ -123,10 +188,10 @@ import Testing
                 released.set(true)
             }
         }
-        let address = await bound.value
+        let address = try await bound.value
         let count = try await onThread { try RawPeer(connectingTo: address).readAll().count }
         #expect(count == 1 << 20)
-        #expect(await released.value)
+        #expect(try await released.value)
         server.cancel()
         _ = try? await server.value
         await pool.shutdownGracefully()
@@ -176,7 +241,7 @@ import Testing
             }
         }
     }
-    let address = await bound.value
+    let address = try await bound.value
     let echoed = try await onThread { () throws -> [UInt8] in
         let peer = try RawPeer(connectingTo: address)
         peer.send([1, 2, 3])

@@ -1,6 +1,7 @@
 // `zcr serve` as a real server, checked with clients we did not write against the library: Python's asyncio for
 // echo, sink and blast. Runs the built zcr binary (next to this test bundle) in its own process.
 import Foundation
+import Glibc
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct ServeCommandTests {
@@ -9,44 +10,27 @@ import Testing
 
     static let python = "/usr/bin/python3"
 
-    /// Starts `zcr serve` with `arguments`, returns the process, its port and its output pipe.
-    func serve(_ arguments: [String]) throws -> (Process, Int, Pipe) {
+    /// Starts `zcr serve` with `arguments`; returns the process and the port from its first line.
+    func serve(_ arguments: [String]) throws -> (ChildProcess, Int) {
         let zcr = try #require(Self.zcrPath, "zcr was not built next to the tests")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: zcr)
-        process.arguments = ["serve", "--port", "0", "--threads", "2"] + arguments
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        var line = Data()
-        while !line.contains(UInt8(ascii: "\n")) {
-            let chunk = out.fileHandleForReading.availableData
-            if chunk.isEmpty { break }
-            line.append(chunk)
-        }
-        let text = String(decoding: line, as: UTF8.self)
+        let process = try ChildProcess([zcr, "serve", "--port", "0", "--threads", "2"] + arguments)
+        let text = try process.readLine(timeout: 60)
         #expect(text.hasPrefix("listening on 127.0.0.1:"), "first line: \(text)")
         let port = Int(text.split(separator: ":")[1].split(separator: " ")[0]) ?? 0
-        return (process, port, out)
+        return (process, port)
     }
 
     /// Stops the server with SIGTERM and returns the rest of its output (its counters).
-    func stop(_ process: Process, _ out: Pipe) -> String {
-        process.terminate()
-        process.waitUntilExit()
-        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    func stop(_ process: ChildProcess) throws -> String {
+        process.signal(SIGTERM)
+        let end = try process.finish(timeout: 60)
+        #expect(end.termination == .exited(0))
+        return end.stdoutText
     }
 
     func python(_ script: String, _ port: Int) throws -> String {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: Self.python)
-        p.arguments = ["-c", script, String(port)]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        let out = try ChildProcess.run([Self.python, "-c", script, String(port)], timeout: 60)
+        return out.stdoutText.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs Python 3 for the asyncio client"))
@@ -62,9 +46,9 @@ import Testing
             print("ok" if got == data else "mismatch")
         asyncio.run(main())
         """
-        let (echo, echoPort, echoOut) = try serve(["--mode", "echo"])
+        let (echo, echoPort) = try serve(["--mode", "echo"])
         #expect(try python(echoClient, echoPort) == "ok")
-        #expect(stop(echo, echoOut).contains("shutting down"))
+        #expect(try stop(echo).contains("shutting down"))
 
         let sinkClient = """
         import asyncio, sys
@@ -76,9 +60,9 @@ import Testing
             w.close(); print("sent")
         asyncio.run(main())
         """
-        let (sink, sinkPort, sinkOut) = try serve(["--mode", "sink"])
+        let (sink, sinkPort) = try serve(["--mode", "sink"])
         #expect(try python(sinkClient, sinkPort) == "sent")
-        let sinkStats = stop(sink, sinkOut)
+        let sinkStats = try stop(sink)
         let readBytes = sinkStats.split(separator: "\n").compactMap { line -> Int? in
             guard let r = line.range(of: "read ") else { return nil }
             return Int(line[r.upperBound...].split(separator: " ")[0])
@@ -98,22 +82,15 @@ import Testing
             print(n, bad)
         asyncio.run(main())
         """
-        let (blast, blastPort, blastOut) = try serve(["--mode", "blast", "--blast-bytes", "5000000", "--slice-bytes", "64"])
+        let (blast, blastPort) = try serve(["--mode", "blast", "--blast-bytes", "5000000", "--slice-bytes", "64"])
         #expect(try python(blastClient, blastPort) == "5000000 0")
-        #expect(stop(blast, blastOut).contains("copied 0 B"))
+        #expect(try stop(blast).contains("copied 0 B"))
     }
 
     @Test func badArgumentsGetOneClearLineAndANonZeroExit() throws {
         let zcr = try #require(Self.zcrPath)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: zcr)
-        p.arguments = ["serve", "--threads", "0"]
-        let err = Pipe()
-        p.standardError = err
-        try p.run()
-        p.waitUntilExit()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        #expect(p.terminationStatus != 0)
-        #expect(text.contains("--threads must be at least 1"))
+        let run = try ChildProcess.run([zcr, "serve", "--threads", "0"], timeout: 60)
+        #expect(run.status != 0)
+        #expect(run.stderrText.contains("--threads must be at least 1"))
     }
 }

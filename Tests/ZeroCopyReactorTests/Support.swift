@@ -212,28 +212,49 @@ final class ClosureHandler: ConnectionHandler, @unchecked Sendable {
 /// A value set once from any thread and awaited by an async test, so test bodies never block Swift concurrency's
 /// few threads (on 2 cores a blocked one can starve the very task being waited for). `.timeLimit` bounds a hang.
 final class AsyncValue<T: Sendable>: @unchecked Sendable {
-    private let state = Locked<(value: T?, waiters: [CheckedContinuation<T, Never>])>((nil, []))
+    private struct State {
+        var value: T?
+        var waiters: [Int: CheckedContinuation<T, any Error>] = [:]
+        var nextID = 0
+    }
+    private let state = Locked(State())
 
     func set(_ v: T) {
-        let waiters = state.withLock { s -> [CheckedContinuation<T, Never>] in
+        let waiters = state.withLock { s -> [CheckedContinuation<T, any Error>] in
             s.value = v
-            defer { s.waiters = [] }
-            return s.waiters
+            defer { s.waiters = [:] }
+            return Array(s.waiters.values)
         }
         for w in waiters { w.resume(returning: v) }
     }
 
+    /// The value once set. Cancelling the waiting task (as `.timeLimit` does) ends the wait with CancellationError,
+    /// so a test that waits for something that never happens fails instead of hanging the whole run.
     var value: T {
-        get async {
-            await withCheckedContinuation { c in
-                let v = state.withLock { s -> T? in
-                    if let v = s.value { return v }
-                    s.waiters.append(c)
-                    return nil
+        get async throws {
+            let id = state.withLock { s -> Int in
+                s.nextID += 1
+                return s.nextID
+            }
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { (c: CheckedContinuation<T, any Error>) in
+                    let v = state.withLock { s -> T? in
+                        if let v = s.value { return v }
+                        s.waiters[id] = c
+                        return nil
+                    }
+                    if let v { c.resume(returning: v) }
+                    if Task.isCancelled { cancel(id) }  // cancelled before the waiter was registered
                 }
-                if let v { c.resume(returning: v) }
+            } onCancel: {
+                cancel(id)
             }
         }
+    }
+
+    private func cancel(_ id: Int) {
+        let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+        waiter?.resume(throwing: CancellationError())
     }
 }
 

@@ -19,6 +19,7 @@ int zcr_epoll_wait(int epfd, zcr_epoll_event *events, int max, int64_t timeout_n
 
 int zcr_eventfd(void);
 int zcr_accept(int fd);  // accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC
+int zcr_pipe_cloexec(int fds[2]);  // pipe2 with O_CLOEXEC (for ChildProcess)
 int zcr_errno(void);
 void zcr_set_errno(int value);
 

@@ -98,29 +98,91 @@ final class ReleaseWaiter: SliceObserver, @unchecked Sendable {
     }
 }
 
-/// Between the loop (producer of slices) and one consuming task. The loop pauses reading once `limit` bytes wait,
-/// and the consumer resumes it when they fall to half.
-final class InboundBridge: ConnectionHandler, @unchecked Sendable {
-    private struct State {
-        var buffered: [Slice] = []
-        var head = 0
-        var bytes = 0
-        var paused = false
-        var finished = false
-        var error: ReactorError?
-        /// Unsafe (not Checked) continuations: a checked one allocates a canary object per wait, i.e. per read.
-        /// Each is resumed exactly once: it is taken out of the state under the lock by whoever resumes it.
-        var waiter: UnsafeContinuation<Slice?, any Error>?
+/// What waits between the loop and the consumer, and the pause/resume decisions, as a plain value so that every
+/// interleaving of the two sides can be replayed step by step in a test. Always used under `InboundBridge`'s lock.
+///
+/// The rule: the loop pauses reading once `limit` bytes wait; whoever takes a slice resumes it once they fall to
+/// half. Every way of taking a slice goes through `take()`, so no path can drain the buffer and leave reading paused.
+/// (Session 2 found the lost wake-up this rule closes: a consumer that found the buffer empty, then took a slice
+/// that arrived before it parked, did not resume reading, and the connection stalled for good.)
+struct InboundState {
+    enum Take {
+        case slice(Slice, resumeReading: Bool)
+        case end(ReactorError?)
+        case empty
     }
-    private let state = Locked(State())
-    let connection: Connection
+
     let limit: Int
+    private(set) var buffered: [Slice] = []
+    private var head = 0
+    private(set) var bytes = 0
+    private(set) var paused = false
+    private(set) var finished = false
+    private var error: ReactorError?
+    /// Unsafe (not Checked) continuations: a checked one allocates a canary object per wait, i.e. per read.
+    /// Each is resumed exactly once: it is taken out of the state under the lock by whoever resumes it.
+    var waiter: UnsafeContinuation<Slice?, any Error>?
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Loop side: `slice` was read. Returns the parked consumer to hand it to directly, or whether to pause reading.
+    mutating func deliver(_ slice: Slice) -> (waiter: UnsafeContinuation<Slice?, any Error>?, pauseReading: Bool) {
+        if let w = waiter {
+            waiter = nil
+            return (w, false)
+        }
+        buffered.append(slice)
+        bytes += slice.count
+        if !paused && bytes >= limit {
+            paused = true
+            return (nil, true)
+        }
+        return (nil, false)
+    }
+
+    /// Loop side: end of input (`nil`) or an error. Returns the parked consumer to tell, once.
+    mutating func finish(error: ReactorError?) -> UnsafeContinuation<Slice?, any Error>? {
+        if finished { return nil }
+        finished = true
+        self.error = error
+        defer { waiter = nil }
+        return waiter
+    }
+
+    /// Consumer side: the next slice (and whether taking it brought the buffer low enough to resume reading), the
+    /// end, or nothing yet.
+    mutating func take() -> Take {
+        if head < buffered.count {
+            let slice = buffered[head]
+            head += 1
+            bytes -= slice.count
+            if head == buffered.count {
+                buffered.removeAll(keepingCapacity: true)
+                head = 0
+            }
+            let resume = paused && bytes <= limit / 2
+            if resume { paused = false }
+            return .slice(slice, resumeReading: resume)
+        }
+        if finished { return .end(error) }
+        return .empty
+    }
+}
+
+/// Between the loop (producer of slices) and one consuming task; the decisions are `InboundState`'s.
+///
+/// Ordering of pause and resume: the loop decides to pause under the lock and then pauses at once (it is on its own
+/// loop, so `pauseReading` applies immediately); a consumer decides to resume under the lock, after that decision,
+/// and `resumeReading` from the consumer's thread is queued to the loop, so it runs after the pause it undoes.
+final class InboundBridge: ConnectionHandler, @unchecked Sendable {
+    private let state: Locked<InboundState>
+    let connection: Connection
     /// Told (on the loop) when the connection opened; used by `ReactorPool.serve` to start the child task.
     var onOpen: ((Connection) -> Void)?
 
     init(connection: Connection, limit: Int) {
         self.connection = connection
-        self.limit = limit
+        state = Locked(InboundState(limit: limit))
     }
 
     // Loop side.
@@ -129,19 +191,7 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
 
     func connection(_ connection: Connection, didRead bytes: InboundBytes) {
         let slice = bytes.retainedSlice()
-        let (waiter, pause) = state.withLock { s -> (UnsafeContinuation<Slice?, any Error>?, Bool) in
-            if let w = s.waiter {
-                s.waiter = nil
-                return (w, false)
-            }
-            s.buffered.append(slice)
-            s.bytes += slice.count
-            if !s.paused && s.bytes >= limit {
-                s.paused = true
-                return (nil, true)
-            }
-            return (nil, false)
-        }
+        let (waiter, pause) = state.withLock { $0.deliver(slice) }
         waiter?.resume(returning: slice)
         if pause { connection.pauseReading() }
     }
@@ -155,64 +205,47 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
     }
 
     private func finish(error: ReactorError?) {
-        let waiter = state.withLock { s -> UnsafeContinuation<Slice?, any Error>? in
-            if s.finished { return nil }
-            s.finished = true
-            s.error = error
-            defer { s.waiter = nil }
-            return s.waiter
-        }
-        if let waiter {
-            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
-        }
+        guard let waiter = state.withLock({ $0.finish(error: error) }) else { return }
+        if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
     }
 
     // Consumer side.
 
     func next() async throws -> Slice? {
-        enum Step { case slice(Slice, resume: Bool), end(ReactorError?), wait }
-        let step = state.withLock { s -> Step in
-            if s.head < s.buffered.count {
-                let slice = s.buffered[s.head]
-                s.head += 1
-                s.bytes -= slice.count
-                if s.head == s.buffered.count {
-                    s.buffered.removeAll(keepingCapacity: true)
-                    s.head = 0
-                }
-                let resume = s.paused && s.bytes <= limit / 2
-                if resume { s.paused = false }
-                return .slice(slice, resume: resume)
-            }
-            if s.finished { return .end(s.error) }
-            return .wait
-        }
-        switch step {
+        switch state.withLock({ $0.take() }) {
         case .slice(let slice, let resume):
             if resume { connection.resumeReading() }
             return slice
         case .end(let error):
-            if let error, error != .aborted || !Task.isCancelled { throw error }
-            return nil
-        case .wait:
+            return try endOfInbound(error)
+        case .empty:
             return try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Slice?, any Error>) in
-                    let immediate = state.withLock { s -> Result<Slice?, ReactorError>? in
-                        if s.head < s.buffered.count {
-                            let slice = s.buffered[s.head]
-                            s.head += 1
-                            s.bytes -= slice.count
-                            return .success(slice)
-                        }
-                        if s.finished { return s.error.map { .failure($0) } ?? .success(nil) }
-                        s.waiter = continuation
-                        return nil
+                    // Something may have arrived since the look above: take it the same way, or park.
+                    let step = state.withLock { s -> InboundState.Take in
+                        let step = s.take()
+                        if case .empty = step { s.waiter = continuation }
+                        return step
                     }
-                    if let immediate { continuation.resume(with: immediate.mapError { $0 as any Error }) }
+                    switch step {
+                    case .slice(let slice, let resume):
+                        if resume { connection.resumeReading() }
+                        continuation.resume(returning: slice)
+                    case .end(let error):
+                        continuation.resume(with: Result { try endOfInbound(error) })
+                    case .empty:
+                        break  // parked: the loop resumes it
+                    }
                 }
             } onCancel: {
                 connection.abort()
             }
         }
+    }
+
+    /// The end of the inbound stream: nil, or the error (an abort caused by cancelling this task ends it quietly).
+    private func endOfInbound(_ error: ReactorError?) throws -> Slice? {
+        if let error, error != .aborted || !Task.isCancelled { throw error }
+        return nil
     }
 }
