@@ -125,6 +125,23 @@ import Testing
         #expect(closed.wait() == .some(nil))
     }
 
+    /// An empty slice is never queued, but its observer still hears it released exactly once (a caller waiting for
+    /// the release of every slice it wrote must not wait forever for an empty one).
+    @Test func anEmptySliceIsReleasedAtOnceAndOnlyOnce() throws {
+        let tracker = LifetimeTracker()
+        let chain = WriteChain()
+        var m = OutboundMessage()
+        m.append(tracker.slice([], tag: 1))
+        m.append(tracker.slice([9], tag: 2))
+        #expect(tracker.released(1) == 1 && tracker.writtenCount == 1)  // released on append, before any flush
+        #expect(chain.append(&m) == .becameNonEmpty)
+        #expect(chain.append(tracker.slice([], tag: 3)) == .queued)
+        #expect(tracker.released(3) == 1)
+        _ = chain.failAll(.connectionClosed)
+        #expect(tracker.released(2) == 1 && tracker.error(2) == .connectionClosed)
+        #expect(tracker.releasedTwice.isEmpty && tracker.releasedCount == 3)
+    }
+
     /// gh-146507: a chunk was removed from the queue before the syscall result was known, and lost on EAGAIN.
     @Test func nothingIsLostWhenTheKernelSaysEAGAIN() throws {
         let (pool, address) = try makeServer { _ in

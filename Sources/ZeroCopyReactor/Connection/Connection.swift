@@ -75,9 +75,12 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// Queues one slice. Never copies; the slice is released exactly once (see `SliceObserver`).
     /// Throws, after releasing the slice, when the connection is closed or the hard cap would be exceeded.
     public func write(_ slice: consuming Slice) throws(ReactorError) {
-        var message = OutboundMessage()
-        message.append(slice)
-        try write(&message)
+        if slice.copiedBytes > 0 { loop.bytesCopied.wrappingAdd(slice.copiedBytes, ordering: .relaxed) }
+        switch chain.append(slice) {
+        case .becameNonEmpty: loop.scheduleFlush(self)
+        case .queued: break
+        case .refused(let error): throw error
+        }
     }
 
     /// Queues a whole message in one atomic step: messages written from different threads never interleave.

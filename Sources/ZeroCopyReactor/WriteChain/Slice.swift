@@ -81,6 +81,14 @@ public struct Slice: @unchecked Sendable {
 
     public var count: Int { bytes.count }
 
+    /// A zero-length slice is never queued (it would never drain), but it was handed over all the same: its observer
+    /// hears that it was written (0 bytes) and released, at once, on the writing thread.
+    consuming func releaseEmpty() {
+        guard let observer else { return }
+        observer.sliceWritten(tag: tag, byteCount: 0)
+        observer.sliceReleased(tag: tag, error: nil)
+    }
+
     /// Part of this slice, sharing its owner. No bytes are copied.
     public func slice(_ range: Range<Int>) -> Slice {
         precondition(range.lowerBound >= 0 && range.upperBound <= bytes.count, "slice \(range) out of 0..<\(bytes.count)")

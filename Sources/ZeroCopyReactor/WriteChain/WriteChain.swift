@@ -73,14 +73,16 @@ public struct OutboundMessage: ~Copyable {
 
     public init() {}
 
-    /// Adds a slice to the end of the message. Zero-length slices are dropped here (they would never drain).
+    /// Adds a slice to the end of the message. A zero-length slice is not queued (it would never drain): it is
+    /// released at once (`Slice.releaseEmpty`).
     public mutating func append(_ slice: consuming Slice) {
         let count = slice.bytes.count
-        guard count > 0 else { return }
+        guard count > 0 else { return slice.releaseEmpty() }
         byteCount += count
         sliceCount += 1
         copiedBytes += slice.copiedBytes
-        let node = NodePool.current.take(slice)  // the slice's last use: its owner reference moves into the node
+        // The slice's last use: its owner reference moves into the node.
+        let node = NodePool.take(slice, from: NodePool.currentUnmanaged)
         node.pointee.next = newest
         if oldest == nil { oldest = node }
         newest = node
@@ -164,16 +166,26 @@ final class WriteChain: @unchecked Sendable {
         case refused(ReactorError)
     }
 
+    /// Appends one slice: its node is published directly, without an `OutboundMessage` around it.
     func append(_ slice: consuming Slice) -> AppendOutcome {
-        var message = OutboundMessage()
-        message.append(slice)
-        return append(&message)
+        let bytes = slice.bytes.count
+        guard bytes > 0 else {  // zero-length slices would never drain (as in OutboundMessage)
+            slice.releaseEmpty()
+            return .queued
+        }
+        let node = NodePool.take(slice, from: NodePool.currentUnmanaged)
+        return publish(newest: node, oldest: node, bytes: bytes)
     }
 
     /// Appends the whole message in one atomic step and leaves it empty.
     func append(_ message: inout OutboundMessage) -> AppendOutcome {
         let bytes = message.byteCount
         guard let (newest, oldest) = message.detach() else { return .queued }
+        return publish(newest: newest, oldest: oldest, bytes: bytes)
+    }
+
+    /// Publishes a private list (newest → oldest) of `bytes` bytes, or releases it if the chain refuses it.
+    private func publish(newest: NodePointer, oldest: NodePointer, bytes: Int) -> AppendOutcome {
         if closing.load(ordering: .acquiring) {
             Self.releaseList(newest, error: .connectionClosed)
             return .refused(.connectionClosed)
