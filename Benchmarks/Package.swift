@@ -10,9 +10,10 @@ let package = Package(
         .package(name: "ZeroCopyReactor", path: ".."),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
         .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.27.0", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
-        // Counting malloc hooks (off until a scenario turns them on) and small C helpers.
+        // Counting malloc hooks (off until a scenario turns them on) and the peak-RSS reset.
         .target(name: "CBenchSupport"),
         // The side-by-side scenarios: each one on ZeroCopyReactor and on NIOPosix, alternating, run after run.
         .executableTarget(
@@ -20,8 +21,11 @@ let package = Package(
             dependencies: [
                 "CBenchSupport",
                 .product(name: "ZeroCopyReactor", package: "ZeroCopyReactor"),
+                .product(name: "ChildProcess", package: "ZeroCopyReactor"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // The NIO load client records latencies as zcr load does.
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
         // Micro-benchmarks of the write chain alone (package-benchmark, thresholds in Thresholds/).

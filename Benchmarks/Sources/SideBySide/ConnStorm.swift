@@ -1,5 +1,7 @@
 // conn-storm: 10,000 connections, at most 1,000 in flight (limit/storm.c): each connects, sends one byte, reads
 // its echo and closes. Connections per second. Servers: each library's echo idiom; limit: limit/echo.c.
+import ChildProcess
+
 struct ConnStormScenario: Scenario {
     let name = "conn-storm"
     let title = "10,000 connections opened, one byte echoed, closed"
@@ -22,8 +24,8 @@ struct ConnStormScenario: Scenario {
             server.send("count")
             _ = try server.expect("ok")
         }
-        let client = try ChildProcess([context.limitTool("storm"), "127.0.0.1", "\(port)", "\(p["connections"]!)",
-                                       "\(p["concurrency"]!)"])
+        let client = try ChildProcess.start([context.limitTool("storm"), "127.0.0.1", "\(port)", "\(p["connections"]!)",
+                                             "\(p["concurrency"]!)"])
         let result = try client.expectJSON("{", timeout: 180)
         client.wait()
         let connections = try number(result, "connections")

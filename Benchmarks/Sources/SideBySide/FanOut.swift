@@ -4,6 +4,7 @@
 // writable. Client: limit/fanin.c, one epoll thread reading 256 KiB at a time. Memory: the server's peak RSS
 // during the broadcast minus its RSS when it starts (VmHWM after a reset through /proc/self/clear_refs).
 import CBenchSupport
+import ChildProcess
 import Dispatch
 import Glibc
 import NIOCore
@@ -28,7 +29,7 @@ struct FanOutScenario: Scenario {
         let (n, rounds, size) = (p["connections"]!, p["rounds"]!, p["message"]!)
         let (server, port) = try context.startServer(self, side)
         defer { server.terminate() }
-        let client = try ChildProcess([context.limitTool("fanin"), "127.0.0.1", "\(port)", "\(n)", "\(rounds * size)"])
+        let client = try ChildProcess.start([context.limitTool("fanin"), "127.0.0.1", "\(port)", "\(n)", "\(rounds * size)"])
         _ = try client.expect("connected", timeout: 60)
         server.send("go")
         let result = try client.expectJSON("{", timeout: 600)

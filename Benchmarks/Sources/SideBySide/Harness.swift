@@ -2,6 +2,7 @@
 // so no side always goes first), and writes every run to JSON. A run that fails stops the invocation: a wrong
 // figure is worse than none. Servers under test always run in a fresh child process (`SideBySide serve ...`), and
 // clients are the same plain C programs for every side, so only the system under test differs.
+import ChildProcess
 import Foundation
 import Glibc
 
@@ -29,6 +30,15 @@ protocol Scenario: Sendable {
     func measure(_ side: Side, _ context: Context) throws -> Measurement
     /// The server under test, in a child process (ours or nio). Prints "port N" first.
     func serve(_ side: Side, _ arguments: Arguments) throws
+    /// The client under test, in a child process (`SideBySide client`), for scenarios that measure a client.
+    func client(_ side: Side, _ arguments: Arguments) throws
+    /// Command lines worth quoting in the report (programs the scenario runs besides `SideBySide serve`).
+    func commands(_ context: Context) -> [String]
+}
+
+extension Scenario {
+    func client(_ side: Side, _ arguments: Arguments) throws { throw HarnessError("\(name) has no client of its own") }
+    func commands(_ context: Context) -> [String] { [] }
 }
 
 /// key=value arguments of a child.
@@ -47,6 +57,8 @@ struct Context {
     var limitDirectory: String
     var iperf3: String?
     var onlySides: [Side]?
+    /// The release `zcr` (load-echo's ours side), if there is one.
+    var zcr: String?
     /// This executable (children are started from it).
     var executable: String
 
@@ -56,14 +68,14 @@ struct Context {
     func startServer(_ scenario: any Scenario, _ side: Side) throws -> (ChildProcess, Int) {
         var argv = [executable, "serve", scenario.name, side.rawValue, "loops=\(loops)"]
         for (k, v) in scenario.parameters(self).sorted(by: { $0.key < $1.key }) { argv.append("\(k)=\(v)") }
-        let child = try ChildProcess(argv)
+        let child = try ChildProcess.start(argv, input: true)
         guard let port = Int(try child.expect("port ")) else { throw HarnessError("server child printed a bad port") }
         return (child, port)
     }
 
     /// Starts a C program of limit/ that prints "port N" first.
     func startLimitServer(_ argv: [String]) throws -> (ChildProcess, Int) {
-        let child = try ChildProcess([limitTool(argv[0])] + argv.dropFirst())
+        let child = try ChildProcess.start([limitTool(argv[0])] + argv.dropFirst(), input: true)
         guard let port = Int(try child.expect("port ")) else { throw HarnessError("\(argv[0]) printed a bad port") }
         return (child, port)
     }
@@ -117,11 +129,14 @@ func runScenario(_ scenario: any Scenario, _ context: Context) throws -> [String
         let s = Summary(v)
         log("  \(side.rawValue): median \(format(s.median)) (\(format(s.min))-\(format(s.max))) \(scenario.unit)")
     }
-    return [
+    var result: [String: Any] = [
         "scenario": scenario.name, "title": scenario.title, "unit": scenario.unit,
         "higher_is_better": scenario.higherIsBetter, "params": scenario.parameters(context),
         "loops": context.loops, "runs": runs,
     ]
+    let commands = scenario.commands(context)
+    if !commands.isEmpty { result["commands"] = commands }
+    return result
 }
 
 /// Parses the C reader's line "bytes N seconds S MB/s X messages/s Y" (with or without its leading "bytes").

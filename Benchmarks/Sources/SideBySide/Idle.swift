@@ -1,6 +1,7 @@
 // idle-10k: resident memory per idle connection. The server (each library's echo idiom, or limit/echo.c) runs in
 // its own process; limit/idle.c opens 10,000 connections in another process, echoes one byte on each (so every
 // one was accepted and served), then holds them. Per connection: (server VmRSS with them - VmRSS before) / N.
+import ChildProcess
 import Foundation
 import Glibc
 
@@ -26,7 +27,7 @@ struct IdleScenario: Scenario {
         }
         usleep(300_000)
         guard let before = server.memory("VmRSS") else { throw HarnessError("no VmRSS for the server") }
-        let client = try ChildProcess([context.limitTool("idle"), "127.0.0.1", "\(port)", "\(n)"])
+        let client = try ChildProcess.start([context.limitTool("idle"), "127.0.0.1", "\(port)", "\(n)"], input: true)
         defer { client.terminate() }
         _ = try client.expect("ready", timeout: 120)
         usleep(500_000)

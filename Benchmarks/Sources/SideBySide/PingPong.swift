@@ -2,6 +2,7 @@
 // one epoll thread, the same for every server), for 10 s. The servers are each library's echo idiom; the limit
 // is limit/echo.c (epoll, one thread per SO_REUSEPORT listener). Allocations and server CPU are counted over the
 // timed phase only (after connecting and one warm-up round trip per connection).
+import ChildProcess
 import Foundation
 
 struct PingPongScenario: Scenario {
@@ -22,8 +23,8 @@ struct PingPongScenario: Scenario {
             ? try context.startLimitServer(["echo", "\(context.loops)"])
             : try context.startServer(self, side)
         defer { server.terminate() }
-        let client = try ChildProcess([context.limitTool("pingpong"), "127.0.0.1", "\(port)", "\(p["connections"]!)",
-                                       "\(p["seconds"]!)", "\(p["message"]!)"])
+        let client = try ChildProcess.start([context.limitTool("pingpong"), "127.0.0.1", "\(port)", "\(p["connections"]!)",
+                                             "\(p["seconds"]!)", "\(p["message"]!)"], input: true)
         _ = try client.expect("warm", timeout: 60)
         if side != .limit {
             server.send("count")

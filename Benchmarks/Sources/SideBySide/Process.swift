@@ -1,6 +1,7 @@
-// Child processes of a run (our own `serve` children, the C clients and limit servers, iperf3): spawned with pipes
-// on standard input and output, read line by line with a deadline so that a stuck child fails the run loudly.
-import CBenchSupport
+// Child processes of a run (our own `serve` children, the C clients and limit servers, iperf3, zcr) are the root
+// package's `ChildProcess` (posix_spawn, close-on-exec pipes, a deadline on every wait). This file adds what the
+// scenarios use on top: waiting for a line with a given prefix or a JSON object, and exit codes that never throw.
+import ChildProcess
 import Foundation
 import Glibc
 
@@ -9,52 +10,18 @@ struct HarnessError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-final class ChildProcess {
-    let pid: pid_t
-    let name: String
-    private var input: Int32
-    private let output: Int32
-    private var pending: [UInt8] = []
-    private var exited: Int32?
-
-    init(_ argv: [String]) throws {
-        var inFD: Int32 = -1
-        var outFD: Int32 = -1
-        var cArgs = argv.map { strdup($0) }
-        cArgs.append(nil)
-        defer { for p in cArgs { free(p) } }
-        let pid = zcrb_spawn(&cArgs, &inFD, &outFD)
-        guard pid > 0 else { throw HarnessError("cannot start \(argv[0]): \(String(cString: strerror(errno)))") }
-        self.pid = pid
-        self.name = URL(fileURLWithPath: argv[0]).lastPathComponent
-        input = inFD
-        output = outFD
+extension ChildProcess {
+    /// Starts `argv` with its standard error going to ours (as every child of a run does). `input`: a pipe on its
+    /// standard input, for children that take commands (`send`) or finish when it closes (`closeInput`);
+    /// otherwise /dev/null.
+    static func start(_ argv: [String], input: Bool = false) throws -> ChildProcess {
+        try ChildProcess(argv, stdinPipe: input, inheritStderr: true)
     }
 
-    /// The next line of the child's standard output; throws at EOF or after `timeout` seconds.
-    func readLine(timeout: Double = 120) throws -> String {
-        let deadline = Date().addingTimeInterval(timeout)
-        while true {
-            if let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = String(decoding: pending[..<nl], as: UTF8.self)
-                pending.removeSubrange(...nl)
-                return line
-            }
-            let left = deadline.timeIntervalSinceNow
-            guard left > 0 else { throw HarnessError("\(name) (pid \(pid)) printed no line within \(Int(timeout)) s") }
-            var pfd = pollfd(fd: output, events: Int16(POLLIN), revents: 0)
-            let rc = poll(&pfd, 1, Int32(min(left, 1) * 1000))
-            if rc < 0 && errno == EINTR { continue }
-            guard rc > 0 else { continue }
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            let n = read(output, &chunk, chunk.count)
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw HarnessError("\(name) (pid \(pid)) ended its output before the expected line") }
-            pending.append(contentsOf: chunk[0..<n])
-        }
-    }
+    /// The program's file name, for messages.
+    var name: String { URL(fileURLWithPath: String(command.prefix { $0 != " " })).lastPathComponent }
 
-    /// Reads lines until one starts with `prefix`; returns the rest of that line.
+    /// Reads lines until one starts with `prefix` (each line within `timeout` seconds); returns the rest of it.
     func expect(_ prefix: String, timeout: Double = 120) throws -> String {
         while true {
             let line = try readLine(timeout: timeout)
@@ -67,41 +34,20 @@ final class ChildProcess {
     func expectJSON(_ prefix: String, timeout: Double = 120) throws -> [String: Any] {
         var text = try expect(prefix, timeout: timeout)
         if prefix == "{" { text = "{" + text }
-        guard let object = try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
-            throw HarnessError("\(name) printed something that is not a JSON object: \(text)")
-        }
-        return object
+        return try parseJSONObject(text, from: name)
     }
 
-    func send(_ line: String) {
-        let bytes = Array((line + "\n").utf8)
-        _ = bytes.withUnsafeBytes { write(input, $0.baseAddress, $0.count) }
-    }
-
-    /// Closes the child's standard input: how every child is told to finish.
-    func closeInput() {
-        if input >= 0 { Glibc.close(input); input = -1 }
-    }
-
-    /// Waits for the child to exit (killing it after `timeout` seconds) and returns its exit status.
+    /// Waits for the child to exit (killing its process group after `timeout` seconds) and returns its exit code,
+    /// or 128 + the signal. Whatever it still prints on standard output is read and dropped.
     @discardableResult
     func wait(timeout: Double = 60) -> Int32 {
-        if let exited { return exited }
-        let deadline = Date().addingTimeInterval(timeout)
-        var status: Int32 = 0
-        while waitpid(pid, &status, WNOHANG) == 0 {
-            if Date() > deadline {
-                Glibc.kill(pid, SIGKILL)
-                waitpid(pid, &status, 0)
-                break
-            }
-            usleep(2000)
+        defer { closeInput() }
+        do {
+            return try finish(timeout: timeout).status
+        } catch {
+            log("SideBySide: \(error)")
+            return 128 + SIGKILL
         }
-        Glibc.close(output)
-        closeInput()
-        let code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        exited = code
-        return code
     }
 
     /// Closes standard input (children finish on EOF) and waits up to 10 s before killing.
@@ -109,19 +55,13 @@ final class ChildProcess {
         closeInput()
         wait(timeout: 10)
     }
-
-    /// A field of /proc/PID/status in bytes (VmRSS, VmHWM), or nil.
-    func memory(_ field: String) -> Int? { procStatus(pid: "\(pid)", field: field) }
 }
 
-/// Reads "Field:   N kB" from /proc/PID/status, in bytes.
-func procStatus(pid: String, field: String) -> Int? {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return nil }
-    for line in text.split(separator: "\n") where line.hasPrefix(field + ":") {
-        let parts = line.split(separator: " ", omittingEmptySubsequences: true)
-        if parts.count >= 2, let kb = Int(parts[1]) { return kb * 1024 }
+func parseJSONObject(_ text: String, from who: String) throws -> [String: Any] {
+    guard let object = try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any] else {
+        throw HarnessError("\(who) printed something that is not a JSON object: \(text)")
     }
-    return nil
+    return object
 }
 
 /// User + system CPU seconds of this process so far.

@@ -1,14 +1,16 @@
 // The command line. `SideBySide run` measures scenarios (all sides alternating, several runs each) and writes JSON;
-// `SideBySide serve` is the server child a run starts for one side; `SideBySide list` names the scenarios.
+// `SideBySide serve` is the server child a run starts for one side, `SideBySide client` the client child of a
+// scenario that measures clients; `SideBySide list` names the scenarios.
 //
 //   SideBySide run [--scenario NAME|all]... [--runs 3] [--quick] [--json FILE] [--loops 2]
-//                  [--sides ours,nio,limit,iperf3] [--limit-dir DIR] [--iperf3 PATH|none]
+//                  [--sides ours,nio,limit,iperf3] [--limit-dir DIR] [--iperf3 PATH|none] [--zcr PATH]
+import ChildProcess
 import Foundation
 import Glibc
 
 let allScenarios: [any Scenario] = [
     BlastScenario(), SlicesScenario(), CrossThreadScenario(), PingPongScenario(), ConnStormScenario(),
-    IdleScenario(), FanOutScenario(),
+    IdleScenario(), FanOutScenario(), LoadEchoScenario(),
 ]
 
 @main
@@ -20,10 +22,11 @@ struct SideBySide {
             switch args.first {
             case "run": try run(Array(args.dropFirst()))
             case "serve": try serve(Array(args.dropFirst()))
+            case "client": try client(Array(args.dropFirst()))
             case "list": for s in allScenarios { print("\(s.name)\t\(s.title)") }
             default:
                 print("usage: SideBySide run [--scenario NAME|all]... [--runs N] [--quick] [--json FILE] [--loops N]")
-                print("                      [--sides ours,nio,limit,iperf3] [--limit-dir DIR] [--iperf3 PATH|none]")
+                print("                      [--sides ours,nio,limit,iperf3] [--limit-dir DIR] [--iperf3 PATH|none] [--zcr PATH]")
                 print("       SideBySide list")
                 exit(args.first == nil ? 0 : 2)
             }
@@ -34,16 +37,28 @@ struct SideBySide {
     }
 
     static func serve(_ args: [String]) throws {
+        let (scenario, side, arguments) = try child(args, "serve")
+        try scenario.serve(side, arguments)
+        exit(0)
+    }
+
+    static func client(_ args: [String]) throws {
+        let (scenario, side, arguments) = try child(args, "client")
+        try scenario.client(side, arguments)
+        exit(0)
+    }
+
+    /// SCENARIO SIDE k=v... of a child.
+    static func child(_ args: [String], _ verb: String) throws -> (any Scenario, Side, Arguments) {
         guard args.count >= 2, let scenario = allScenarios.first(where: { $0.name == args[0] }),
-              let side = Side(rawValue: args[1]) else { throw HarnessError("usage: SideBySide serve SCENARIO SIDE k=v...") }
+              let side = Side(rawValue: args[1]) else { throw HarnessError("usage: SideBySide \(verb) SCENARIO SIDE k=v...") }
         var values: [String: Int] = [:]
         for kv in args.dropFirst(2) {
             let parts = kv.split(separator: "=", maxSplits: 1)
             guard parts.count == 2, let v = Int(parts[1]) else { throw HarnessError("bad argument \(kv)") }
             values[String(parts[0])] = v
         }
-        try scenario.serve(side, Arguments(values: values))
-        exit(0)
+        return (scenario, side, Arguments(values: values))
     }
 
     static func run(_ args: [String]) throws {
@@ -55,6 +70,7 @@ struct SideBySide {
         var sides: [Side]?
         var limitDir: String?
         var iperf3: String? = "iperf3"
+        var zcr: String?
         var i = 0
         func value() throws -> String {
             i += 1
@@ -74,6 +90,7 @@ struct SideBySide {
             }
             case "--limit-dir": limitDir = try value()
             case "--iperf3": iperf3 = try value()
+            case "--zcr": zcr = try value()
             default: throw HarnessError("unknown option \(args[i])")
             }
             i += 1
@@ -81,10 +98,14 @@ struct SideBySide {
         let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
         if iperf3 == "none" { iperf3 = nil }
         if let name = iperf3, !name.contains("/") { iperf3 = which(name) }
+        // zcr built into this package's build folder (swift build --product zcr) sits next to this executable.
+        let besideUs = URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("zcr").path
+        if zcr == nil, access(besideUs, X_OK) == 0 { zcr = besideUs }
+        if let path = zcr, access(path, X_OK) != 0 { throw HarnessError("--zcr \(path) is not an executable") }
         let context = Context(
             quick: quick, runs: runs, loops: loops,
             limitDirectory: try limitDir ?? buildLimitTools(executable: executable), iperf3: iperf3,
-            onlySides: sides, executable: executable)
+            onlySides: sides, zcr: zcr, executable: executable)
         if names.isEmpty || names.contains("all") { names = allScenarios.map(\.name) }
         var results: [[String: Any]] = []
         for name in names {
@@ -129,8 +150,7 @@ struct SideBySide {
         for tool in ["reader", "writer", "echo", "pingpong", "storm", "idle", "fanin"] {
             let source = "\(root)/limit/\(tool).c", binary = "\(out)/\(tool)"
             if mtime(binary) > max(mtime(source), header) { continue }
-            let cc = try ChildProcess(["cc", "-O2", "-pthread", "-o", binary, source])
-            cc.closeInput()
+            let cc = try ChildProcess.start(["cc", "-O2", "-pthread", "-o", binary, source])
             guard cc.wait(timeout: 120) == 0 else { throw HarnessError("cc failed for \(source)") }
         }
         return out

@@ -1,4 +1,4 @@
-// C helpers of the side-by-side benchmarks: counting malloc hooks, process spawning, peak-RSS reset.
+// C helpers of the side-by-side benchmarks: counting malloc hooks, peak-RSS reset.
 #ifndef CBENCHSUPPORT_H
 #define CBENCHSUPPORT_H
 #include <sys/types.h>
@@ -8,10 +8,6 @@
 void zcrb_alloc_counting(int on);
 /// Allocations counted since counting started.
 long long zcrb_alloc_count(void);
-
-/// posix_spawn of argv[0] (searched in PATH) with pipes on its standard input and output; stderr is inherited.
-/// Returns the pid, or -1 with errno set.
-pid_t zcrb_spawn(char *const argv[], int *stdin_fd, int *stdout_fd);
 
 /// Resets this process's peak resident set size (VmHWM) to the current one. Returns 0 on success.
 int zcrb_reset_peak_rss(void);
