@@ -16,16 +16,22 @@ struct Serve: ParsableCommand {
     var mode: Mode = .echo
     @Option(help: "Bytes each blast connection receives.") var blastBytes = 1 << 30
     @Option(help: "Size of the slices blast cuts from its one payload.") var sliceBytes = 64 * 1024
+    @Option(help: "SO_SNDBUF of each connection in bytes (default: the kernel's autotuning).") var sendBuffer: Int32?
+    @Option(help: "SO_RCVBUF of each connection in bytes (default: the kernel's autotuning).") var receiveBuffer: Int32?
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard blastBytes >= 0 else { throw ValidationError("--blast-bytes must not be negative") }
         guard sliceBytes >= 1 else { throw ValidationError("--slice-bytes must be at least 1") }
+        if let b = sendBuffer, b < 1 { throw ValidationError("--send-buffer must be at least 1, not \(b)") }
+        if let b = receiveBuffer, b < 1 { throw ValidationError("--receive-buffer must be at least 1, not \(b)") }
     }
 
     func run() throws {
         let signals = Signals.blockTermination()
         var configuration = ReactorConfiguration(loops: threads)
+        configuration.socketSendBuffer = sendBuffer
+        configuration.socketReceiveBuffer = receiveBuffer
         configuration.logger = Logger(label: "zcr serve", factory: { StreamLogHandler.standardError(label: $0) })
         configuration.logger.logLevel = .warning  // accept trouble and the like; stdout stays the command's own
         let pool = try ReactorPool(configuration: configuration)

@@ -87,10 +87,33 @@ import Testing
         #expect(try stop(blast).contains("copied 0 B"))
     }
 
-    @Test func badArgumentsGetOneClearLineAndANonZeroExit() throws {
+    @Test(arguments: [
+        (["--threads", "0"], "--threads must be at least 1"),
+        (["--send-buffer", "0"], "--send-buffer must be at least 1, not 0"),
+        (["--receive-buffer=-1"], "--receive-buffer must be at least 1, not -1"),
+    ])
+    func badArgumentsGetOneClearLineAndANonZeroExit(arguments: [String], message: String) throws {
         let zcr = try #require(Self.zcrPath)
-        let run = try ChildProcess.run([zcr, "serve", "--threads", "0"], timeout: 60)
+        let run = try ChildProcess.run([zcr, "serve"] + arguments, timeout: 60)
         #expect(run.status != 0)
-        #expect(run.stderrText.contains("--threads must be at least 1"))
+        #expect(run.stderrText.contains(message))
+    }
+
+    /// With a send buffer far smaller than what it sends (the library's own tests check that the size reaches the
+    /// socket), blast still delivers every byte through many partial writes.
+    @Test func aSmallSendBufferStillDeliversEveryBlastByte() throws {
+        let (server, port) = try serve(["--mode", "blast", "--blast-bytes", "1000000", "--send-buffer", "4096"])
+        let out = try python("""
+            import socket, sys
+            s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+            n = 0
+            while True:
+                b = s.recv(65536)
+                if not b: break
+                n += len(b)
+            print(n)
+            """, port)
+        #expect(out == "1000000")
+        #expect(try stop(server).contains("wrote 1000000 B"))
     }
 }
