@@ -126,12 +126,38 @@ final class ScriptedSocket {
 
     @Test func moreThanIOVMaxSlicesGoOutIn1024EntryCalls() {
         let chain = WriteChain()
-        let payload = bytes(2500 * 3, from: 0)
-        for i in 0..<2500 { _ = chain.append(Slice(payload[(i * 3)..<(i * 3 + 3)])) }
+        // Slices with a byte between them: none lies right after another, so each needs its own iovec.
+        let payload = bytes(2500 * 4, from: 0)
+        for i in 0..<2500 { _ = chain.append(Slice(payload[(i * 4)..<(i * 4 + 3)])) }
         let socket = ScriptedSocket([])
         #expect(socket.flush(chain) == .drained)
         #expect(socket.calls.map(\.count) == [1024, 1024, 452])
-        #expect(socket.sent == payload)
+        let expected: [UInt8] = (0..<2500).flatMap { (i: Int) -> ArraySlice<UInt8> in payload[(i * 4)..<(i * 4 + 3)] }
+        #expect(socket.sent == expected)
+    }
+
+    @Test func slicesThatLieEndToEndShareOneIovec() {
+        let chain = WriteChain()
+        let payload = bytes(5000 * 3, from: 0)
+        let other = bytes(10, from: 99)
+        var stats = FlushStats()
+        // 5000 slices cut in order from one buffer, then a slice elsewhere, then the buffer's head again.
+        for i in 0..<5000 { _ = chain.append(Slice(payload[(i * 3)..<(i * 3 + 3)])) }
+        _ = chain.append(Slice(other))
+        _ = chain.append(Slice(payload[0..<6]))
+        let socket = ScriptedSocket([.accept(1000), .acceptAll, .acceptAll])
+        #expect(socket.flush(chain, stats: &stats) == .wouldBlock)  // a short write: wait for EPOLLOUT
+        #expect(socket.calls == [[12_288]])  // at most IOVecArray.sliceLimit (4096) slices a call, in one iovec
+        #expect(chain.pending == 15_016 - 1000)
+        #expect(socket.flush(chain, stats: &stats) == .drained)
+        // The next call resumes inside slice 333 (its byte 1 of 3) and takes 4096 slices again; the last one ends
+        // with the 571 slices left, then the two slices that lie elsewhere, an iovec each.
+        let later: [[Int]] = Array(socket.calls.dropFirst())
+        #expect(later == [[12_287], [1713, 10, 6]])
+        let expected: [UInt8] = payload + other + Array(payload[0..<6])
+        #expect(socket.sent == expected)
+        #expect(stats.slicesWritten == 5002)
+        #expect(stats.coalescedSlices == 4095 + 4095 + 570)
     }
 
     @Test func aSingleSliceIsOneIovecAndCountsAsSend() {
@@ -146,14 +172,15 @@ final class ScriptedSocket {
 
     @Test func theAttemptBudgetBoundsOneFlush() {
         let chain = WriteChain()
-        let payload = bytes(2500, from: 0)
-        for i in 0..<2500 { _ = chain.append(Slice(payload[i..<i + 1])) }
+        let payload = bytes(5000, from: 0)
+        for i in 0..<2500 { _ = chain.append(Slice(payload[(i * 2)..<(i * 2 + 1)])) }  // apart: an iovec each
         let socket = ScriptedSocket([])
         #expect(socket.flush(chain, budget: 2) == .budgetExhausted)
         #expect(socket.callsMade == 2)
         #expect(chain.pending == 2500 - 2048)
         #expect(socket.flush(chain, budget: 2) == .drained)
-        #expect(socket.sent == payload)
+        let expected: [UInt8] = (0..<2500).map { (i: Int) -> UInt8 in payload[i * 2] }
+        #expect(socket.sent == expected)
     }
 
     /// gh-155888: an empty chunk must not stall anything: it is dropped when appended.
@@ -211,9 +238,8 @@ final class ScriptedSocket {
         let chain = WriteChain()
         let mine: [UInt8] = [1, 2, 3, 4]
         _ = chain.append(Slice(mine))
-        let copy = mine.map { $0 }  // new storage: stands for a copy a copying path made
-        var copied = Slice(copy)
-        copied.userBytes = mine.withUnsafeBytes { $0 }
+        let copied = mine.withUnsafeBytes { Slice(copyOf: $0) }  // what writeCopying queues: a copy of the caller's bytes
+        #expect(copied.bytes.baseAddress != mine.withUnsafeBytes { $0.baseAddress })
         _ = chain.append(copied)
         let socket = ScriptedSocket([])
         var stats = FlushStats()

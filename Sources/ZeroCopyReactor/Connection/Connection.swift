@@ -98,11 +98,8 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// The copy is counted in `LoopCounters.bytesCopied` (and is what `zcr profile --copy-control` measures).
     public func writeCopying(_ bytes: UnsafeRawBufferPointer) throws(ReactorError) {
         guard bytes.count > 0 else { return }
-        let copy = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 16)
-        copy.copyMemory(from: bytes)
+        let slice = Slice(copyOf: bytes)
         loop.bytesCopied.wrappingAdd(bytes.count, ordering: .relaxed)
-        var slice = Slice(unsafeBytes: UnsafeRawBufferPointer(copy), release: { UnsafeMutableRawBufferPointer(mutating: $0).deallocate() })
-        slice.userBytes = bytes
         try write(slice)
     }
 

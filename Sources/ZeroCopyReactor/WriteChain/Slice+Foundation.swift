@@ -30,9 +30,8 @@ extension Slice {
         self.init(bytes: bytes, keepalive: .string(string))
     }
 
-    /// A slice over a copy of `bytes` (counted as copied).
+    /// A slice over a copy of `bytes` (counted as copied when written).
     init(copying bytes: [UInt8]) {
-        self.init(bytes)
-        copiedBytes = bytes.count
+        self.init(bytes: bytes.withUnsafeBytes { $0 }, keepalive: .inlineCopy(bytes))
     }
 }

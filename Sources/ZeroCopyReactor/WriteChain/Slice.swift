@@ -27,25 +27,48 @@ enum SliceKeepalive: @unchecked Sendable {
     case arraySlice(ArraySlice<UInt8>)
     case data(Data)
     case string(String)
+    /// A copy `Connection.writeCopying` made of the caller's bytes (freed on release); it remembers the caller's
+    /// memory, which verify mode checks iovecs against.
+    case copy(CopiedBytes)
+    /// The few bytes of a small Data or String value, copied into an array (counted as copied when written).
+    case inlineCopy([UInt8])
 }
 
 /// Bytes handed to a connection without copying. See the borrowing contract above.
+///
+/// Layout: a slice is copied into its chain node once per write, so it is kept small (64 bytes on 64-bit:
+/// everything that is rare, such as a copying path's bookkeeping, lives inside the keepalive) and the keepalive,
+/// whose tag is a single byte, comes last.
 public struct Slice: @unchecked Sendable {
     /// The bytes that will be sent.
     public let bytes: UnsafeRawBufferPointer
-    let keepalive: SliceKeepalive
     /// A value of the caller's, passed back in `SliceObserver` events.
     public var tag: UInt64 = 0
     /// Told when the slice is written and released.
     public var observer: (any SliceObserver)?
-    /// The caller's memory when a copying path replaced `bytes` (verify mode reports iovecs outside it).
-    var userBytes: UnsafeRawBufferPointer?
-    /// Bytes this slice copied when it was made (tiny inline values only); counted when it is written.
-    var copiedBytes = 0
+    let keepalive: SliceKeepalive
 
     init(bytes: UnsafeRawBufferPointer, keepalive: SliceKeepalive) {
         self.bytes = bytes
         self.keepalive = keepalive
+    }
+
+    /// The caller's memory: `bytes`, unless a copying path replaced them (verify mode reports iovecs outside it).
+    var userBytes: UnsafeRawBufferPointer {
+        if case .copy(let c) = keepalive { return c.user }
+        return bytes
+    }
+
+    /// Bytes this slice copied when it was made (tiny inline values only); counted when it is written.
+    var copiedBytes: Int {
+        if case .inlineCopy(let a) = keepalive { return a.count }
+        return 0
+    }
+
+    /// A slice over a new copy of `bytes`, which remembers them as the caller's memory (`Connection.writeCopying`).
+    init(copyOf bytes: UnsafeRawBufferPointer) {
+        let copy = CopiedBytes(copying: bytes)
+        self.init(bytes: UnsafeRawBufferPointer(copy.copy), keepalive: .copy(copy))
     }
 
     /// The array's bytes, retained. Invariant: a native Swift array's elements stay at one address for as long
@@ -97,6 +120,20 @@ public struct Slice: @unchecked Sendable {
         s.observer = observer
         return s
     }
+}
+
+/// A copy of a caller's bytes, freed when the last slice of it is released.
+final class CopiedBytes: @unchecked Sendable {
+    let copy: UnsafeMutableRawBufferPointer
+    let user: UnsafeRawBufferPointer
+
+    init(copying bytes: UnsafeRawBufferPointer) {
+        copy = .allocate(byteCount: bytes.count, alignment: 16)
+        copy.copyMemory(from: bytes)
+        user = bytes
+    }
+
+    deinit { copy.deallocate() }
 }
 
 /// Runs a release callback when the last reference goes away: exactly once by construction.

@@ -24,8 +24,8 @@ struct SliceNode {
     var count: Int { slice.bytes.count }
     /// The memory the caller appended. Equal to base/count unless a copying path replaced it
     /// (verify mode flags iovecs outside it as foreign).
-    var userBase: UnsafeRawPointer { (slice.userBytes ?? slice.bytes).baseAddress! }
-    var userCount: Int { (slice.userBytes ?? slice.bytes).count }
+    var userBase: UnsafeRawPointer { slice.userBytes.baseAddress! }
+    var userCount: Int { slice.userBytes.count }
     var observer: (any SliceObserver)? { slice.observer }
     var tag: UInt64 { slice.tag }
 }

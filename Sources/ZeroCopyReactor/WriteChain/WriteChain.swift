@@ -30,6 +30,8 @@ public struct FlushStats: Sendable, Equatable {
     public var wouldBlocks = 0
     public var verifiedIovecs = 0
     public var foreignIovecs = 0
+    /// Slices that lay right after the previous one in memory and went out in its iovec.
+    public var coalescedSlices = 0
     public init() {}
 
     public var syscalls: Int { sendCalls + sendmsgCalls }
@@ -45,6 +47,7 @@ public struct FlushStats: Sendable, Equatable {
         d.wouldBlocks = a.wouldBlocks - b.wouldBlocks
         d.verifiedIovecs = a.verifiedIovecs - b.verifiedIovecs
         d.foreignIovecs = a.foreignIovecs - b.foreignIovecs
+        d.coalescedSlices = a.coalescedSlices - b.coalescedSlices
         return d
     }
 
@@ -57,6 +60,7 @@ public struct FlushStats: Sendable, Equatable {
         a.wouldBlocks += b.wouldBlocks
         a.verifiedIovecs += b.verifiedIovecs
         a.foreignIovecs += b.foreignIovecs
+        a.coalescedSlices += b.coalescedSlices
     }
 }
 
@@ -257,13 +261,16 @@ final class WriteChain: @unchecked Sendable {
                 continue
             }
             if attempts >= budget { return .budgetExhausted }
+            // One iovec per run of slices that lie end to end in memory (slices cut in order from one buffer, a
+            // header and its body): the kernel walks fewer segments, and a call covers more slices than IOV_MAX.
+            // Each slice is still accounted and released on its own (consume walks nodes, not iovecs).
             var count = 0
             var bytes = 0
+            var slices = 0
             var node: NodePointer? = first
-            while let n = node, count < iov.entries.count, bytes < IOVecArray.byteLimit {
+            while let n = node, slices < IOVecArray.sliceLimit, bytes < IOVecArray.byteLimit {
                 let len = min(n.pointee.count - n.pointee.offset, IOVecArray.byteLimit - bytes)
                 let start = n.pointee.base + n.pointee.offset
-                iov.entries[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: start), iov_len: len)
                 if verify {
                     let user = n.pointee.userBase
                     if start >= user && start + len <= user + n.pointee.userCount {
@@ -272,7 +279,16 @@ final class WriteChain: @unchecked Sendable {
                         stats.foreignIovecs += 1
                     }
                 }
-                count += 1
+                if count > 0, let previous = iov.entries[count - 1].iov_base,
+                   UnsafeRawPointer(previous) + iov.entries[count - 1].iov_len == start {
+                    iov.entries[count - 1].iov_len += len
+                    stats.coalescedSlices += 1
+                } else {
+                    guard count < iov.entries.count else { break }
+                    iov.entries[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: start), iov_len: len)
+                    count += 1
+                }
+                slices += 1
                 bytes += len
                 node = n.pointee.next
             }
