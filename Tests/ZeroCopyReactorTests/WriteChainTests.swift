@@ -136,6 +136,12 @@ final class ScriptedSocket {
         #expect(socket.sent == expected)
     }
 
+    /// A slice is copied into its chain node once per write: it stays small (the rare cases live in its keepalive;
+    /// the largest keepalive is an ArraySlice, 32 bytes).
+    @Test func aSliceStaysSmall() {
+        #expect(MemoryLayout<Slice>.stride <= 80, "Slice is \(MemoryLayout<Slice>.size) bytes")
+    }
+
     @Test func slicesThatLieEndToEndShareOneIovec() {
         let chain = WriteChain()
         let payload = bytes(5000 * 3, from: 0)

@@ -36,9 +36,9 @@ enum SliceKeepalive: @unchecked Sendable {
 
 /// Bytes handed to a connection without copying. See the borrowing contract above.
 ///
-/// Layout: a slice is copied into its chain node once per write, so it is kept small (64 bytes on 64-bit:
-/// everything that is rare, such as a copying path's bookkeeping, lives inside the keepalive) and the keepalive,
-/// whose tag is a single byte, comes last.
+/// Layout: a slice is copied into its chain node once per write, so it is kept small (73 bytes on 64-bit, the
+/// largest keepalive being an ArraySlice: everything rare, such as a copying path's bookkeeping, lives inside the
+/// keepalive) and the keepalive, whose tag is a single byte, comes last.
 public struct Slice: @unchecked Sendable {
     /// The bytes that will be sent.
     public let bytes: UnsafeRawBufferPointer
