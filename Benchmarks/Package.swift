@@ -9,7 +9,10 @@ let package = Package(
     dependencies: [
         .package(name: "ZeroCopyReactor", path: ".."),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.0"),
-        .package(url: "https://github.com/ordo-one/package-benchmark", from: "1.27.0", traits: ["MallocInterposer"]),
+        // ordo-one/benchmark, formerly package-benchmark (that URL and identity are deprecated); 1.38.1 is the first
+        // release whose plugin knows the identity "benchmark". Only the MallocInterposer trait (the malloc counts the
+        // thresholds check): the default RuntimeInterposer trait would bring in swift-runtime-interposer on Linux.
+        .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
         .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.1.0"),
     ],
     targets: [
@@ -28,15 +31,15 @@ let package = Package(
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
         ),
-        // Micro-benchmarks of the write chain alone (package-benchmark, thresholds in Thresholds/).
+        // Micro-benchmarks of the write chain alone (ordo-one/benchmark, thresholds in Thresholds/).
         .executableTarget(
             name: "WriteChainBenchmarks",
             dependencies: [
                 .product(name: "ZeroCopyReactor", package: "ZeroCopyReactor"),
-                .product(name: "Benchmark", package: "package-benchmark"),
+                .product(name: "Benchmark", package: "benchmark"),
             ],
             path: "Benchmarks/WriteChain",
-            plugins: [.plugin(name: "BenchmarkPlugin", package: "package-benchmark")]
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
         ),
     ]
 )

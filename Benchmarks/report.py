@@ -33,6 +33,10 @@ TARGETS = [
     ("load-echo", "nio", 2.0, "issue 4: at least 2x NIO messages per client CPU-second"),
 ]
 
+# Scenarios whose limit side is a client doing the same work as ours in C (load-echo: limit/echoclient.c). Their
+# secondary figures get an ours/limit ratio too, and the targets section states what the limit allows.
+CLIENT_LIMITS = {"load-echo"}
+
 # Secondary figures shown under each scenario: metric key -> label.
 SECONDARY = {
     "iperf3_256k_gbs": "iperf3 with -l 256K, the client's read size (GB/s)",
@@ -141,24 +145,27 @@ def machine():
         "cpu": cpu, "cores": os.cpu_count(), "memory_gib": round(mem, 1), "kernel": platform.release(),
         "swift": swift[0] if swift else "unknown",
         "commit": run("git", "rev-parse", "--short", "HEAD"),
-        "nio": pinned_version("swift-nio"), "package-benchmark": pinned_version("package-benchmark"),
+        "nio": pinned_version("swift-nio"),
+        "benchmark": pinned_version("benchmark", "package-benchmark"),  # ordo-one/benchmark, formerly package-benchmark
         "iperf3": (run("iperf3", "--version").splitlines() or ["-"])[0],
     }
 
 
-def pinned_version(identity):
+def pinned_version(*identities):
+    """The resolved version of the first of `identities` that Package.resolved pins."""
     path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "Package.resolved")
     try:
-        for pin in json.load(open(path))["pins"]:
-            if pin["identity"] == identity:
-                return pin["state"].get("version", "?")
+        pins = {pin["identity"]: pin for pin in json.load(open(path))["pins"]}
+        for identity in identities:
+            if identity in pins:
+                return pins[identity]["state"].get("version", "?")
     except (OSError, KeyError, ValueError):
         pass
     return "?"
 
 
 def micro_rows(path):
-    """(benchmark, ns per slice at p50, mallocs p90) from package-benchmark's markdown output."""
+    """(benchmark, ns per slice at p50, mallocs p90) from ordo-one/benchmark's markdown output."""
     if not path or not os.path.exists(path):
         return []
     rows, name, wall, malloc = [], None, None, None
@@ -228,7 +235,7 @@ def write(args):
               f"Medians with min-max in parentheses. Ratios are ratios of medians from this run only; never compare "
               f"figures across runs or days.\n")
     md.append(f"Machine: {m['cpu']}, {m['cores']} cores (shared with other work), {m['memory_gib']} GiB, Linux "
-              f"{m['kernel']}; {m['swift']}; SwiftNIO {m['nio']}; package-benchmark {m['package-benchmark']}; "
+              f"{m['kernel']}; {m['swift']}; SwiftNIO {m['nio']}; ordo-one/benchmark {m['benchmark']}; "
               f"{m['iperf3']}; repository commit {m['commit']}. Servers use {data['loops']} loops/threads.\n")
     svg_link = os.path.relpath(args["--svg"], os.path.dirname(os.path.abspath(args["--markdown"])))
     md.append(f"![ratios]({svg_link})\n" if not data.get("quick") else "")
@@ -243,6 +250,8 @@ def write(args):
         md.append(f"| write chain | 0 heap allocations per write and per flush (micro-benchmarks, p90) | "
                   f"{'0' if zero else 'not 0'} | {'yes' if zero else '**no**'} |")
     md.append("")
+    for line in client_limit_notes(scenarios):
+        md.append(line + "\n")
     md.append("## Side by side\n")
     md.append("| scenario | unit | ours | SwiftNIO | limit (C) | iperf3 | ours/NIO | ours/limit |")
     md.append("|---|---|---|---|---|---|---|---|")
@@ -263,13 +272,15 @@ def write(args):
         for k in keys:
             ks = per_side(s, k)
             r = ratio(ks.get("ours", (None,))[0], ks.get("nio", (None,))[0])
+            r_l = ratio(ks.get("ours", (None,))[0], ks.get("limit", (None,))[0]) if s["scenario"] in CLIENT_LIMITS else None
             md.append(f"| &nbsp;&nbsp;{SECONDARY[k]} | | {cell(ks.get('ours'))} | {cell(ks.get('nio'))} | "
-                      f"{cell(ks.get('limit'))} | {cell(ks.get('iperf3'))} | {f'{r:.2f}' if r else '-'} | |")
+                      f"{cell(ks.get('limit'))} | {cell(ks.get('iperf3'))} | {f'{r:.2f}' if r else '-'} | "
+                      f"{f'{r_l:.2f}' if r_l else ''} |")
     md.append("")
     md.append("Sizes: " + "; ".join(f"{s['scenario']} " + ", ".join(f"{k}={v}" for k, v in sorted(s['params'].items()))
                                    for s in scenarios) + ".\n")
     if micro:
-        md.append("## Write chain micro-benchmarks (package-benchmark, no socket)\n")
+        md.append("## Write chain micro-benchmarks (ordo-one/benchmark, no socket)\n")
         md.append("One sample = 1024 slices of 64 bytes cut from one buffer; the fake syscall takes every byte. "
                   "Time is the p50 of the sample divided by 1024; allocations are the p90 per sample "
                   "(thresholds committed in `Benchmarks/Thresholds/`, checked by `tools/bench --alloc-check`).\n")
@@ -293,7 +304,8 @@ def write(args):
         "from other threads, the write-in-`channelRead`/flush-in-`channelReadComplete` echo. Same backlog (4096) and "
         "TCP_NODELAY as ours.\n"
         "- **limit (C)**: `Benchmarks/limit/writer.c` (blocking `write`/`writev`, 1024 iovecs) and `echo.c` (epoll, one "
-        "thread per SO_REUSEPORT listener): the same traffic with no runtime at all. **iperf3**: `iperf3 -c 127.0.0.1 -l 1M`.\n"
+        "thread per SO_REUSEPORT listener): the same traffic with no runtime at all; for load-echo, the client "
+        "`echoclient.c`. **iperf3**: `iperf3 -c 127.0.0.1 -l 1M`.\n"
         "- Every server runs in its own fresh process (`SideBySide serve`); every client is the same C program for "
         "every side (`reader.c` 256 KiB reads, `pingpong.c`, `storm.c`, `idle.c`, `fanin.c`), so only the system under "
         "test differs. Allocations are counted by malloc hooks in the server process "
@@ -302,7 +314,10 @@ def write(args):
         "SwiftNIO a NIOPosix `ClientBootstrap` client on a one-thread group doing the same work (`SideBySide client "
         "load-echo nio`: one 64-byte message in flight per connection, `writeAndFlush` of a `getSlice` of one pattern "
         "buffer, every echoed byte verified, each round trip recorded in the same HdrHistogram layout). The server for "
-        "both is `limit/echo.c` with one thread, in its own process. At each of the client's once-a-second progress "
+        "all three is `limit/echo.c` with one thread, in its own process. Its limit side is `limit/echoclient.c`: the same "
+        "work in plain C on one epoll thread (one `send` and one `read` per message, every byte verified, one "
+        "`clock_gettime` per round trip, log-linear latency buckets), the most this machine allows a client that makes "
+        "one send and one read per message. At each of the client's once-a-second progress "
         "lines the harness reads the client's utime+stime (`/proc/PID/stat`) and the bytes the server has echoed; "
         "messages per CPU-second are messages echoed / client CPU seconds from the first such line to the last "
         "(the client's window less its first second). Latencies are each client's own report.\n")
@@ -327,6 +342,34 @@ def write(args):
     print(f"wrote {args['--markdown']} and {args['--svg']}")
     for name, text, r, bound, met, lower in rows:
         print(f"  {name:14} {text:45} {'-' if r is None else f'{r:.2f}x':>8}  {'met' if met else 'MISSED'}")
+    for line in client_limit_notes(scenarios):
+        print("  " + line.replace("**", ""))
+
+
+def client_limit_notes(scenarios):
+    """For scenarios whose limit side is a C client (load-echo): ours/limit, limit/NIO, and whether the target
+    ratio to NIO is within what the C client reaches."""
+    notes = []
+    bounds = {name: bound for name, kind, bound, _ in TARGETS if kind == "nio"}
+    for s in scenarios:
+        if s["scenario"] not in CLIENT_LIMITS:
+            continue
+        st = per_side(s)
+        ours, nio, lim = (st.get(k, (None,))[0] for k in ("ours", "nio", "limit"))
+        if lim is None:
+            continue
+        r_ol, r_ln = ratio(ours, lim), ratio(lim, nio)
+        text = (f"**{s['scenario']}, against the C client (limit)**: ours/limit {'-' if r_ol is None else f'{r_ol:.2f}x'}, "
+                f"limit/NIO {'-' if r_ln is None else f'{r_ln:.2f}x'}.")
+        bound = bounds.get(s["scenario"])
+        if bound and r_ln is not None:
+            if r_ln < bound:
+                text += (f" Even the C client is below {bound:g}x NIO: no client that makes one send and one read per "
+                         f"message reaches the target on this machine.")
+            else:
+                text += f" The C client is at or above {bound:g}x NIO, so the target is within what the machine allows."
+        notes.append(text)
+    return notes
 
 
 def check_budgets(budget_path, results_path):

@@ -1,13 +1,16 @@
 // load-echo: how much CPU a load generator spends per message. 1,000 connections on one thread, closed loop, one
 // 64-byte message in flight per connection: send, wait for the whole echo, verify its bytes, record the round trip
 // in an HdrHistogram, send again. Ours: the release `zcr load --mode echo --pipeline 1 --threads 1`. NIO: a NIOPosix
-// client doing the same (`SideBySide client load-echo nio`, below). The server is neither side's code:
-// limit/echo.c with one thread, in its own process, so its CPU is not counted.
+// client doing the same (`SideBySide client load-echo nio`, below). Limit: limit/echoclient.c, the same work in
+// plain C with one epoll thread (one send and one read per message, bytes verified, one clock_gettime per round
+// trip, log-linear latency buckets): what this machine allows a client that makes one send and one read per
+// message. The server is none of the sides' code: limit/echo.c with one thread, in its own process, so its CPU
+// is not counted.
 //
-// Both clients print a "[T s] measuring ..." line once a second of their measured window (zcr load's progress
-// line). At each one the harness reads the client's utime + stime from /proc/PID/stat and the bytes the echo
-// server has echoed; the window is from the first such line to the last (the client's window less its first
-// second). Headline: messages echoed in that window / client CPU seconds in it, the same for both sides. Latency
+// All three clients print a "[T s] measuring ..." line once a second of their measured window (zcr load's
+// progress line). At each one the harness reads the client's utime + stime from /proc/PID/stat and the bytes the
+// echo server has echoed; the window is from the first such line to the last (the client's window less its first
+// second). Headline: messages echoed in that window / client CPU seconds in it, the same for every side. Latency
 // percentiles are each client's own report over its whole window.
 import ChildProcess
 import Foundation
@@ -22,7 +25,7 @@ struct LoadEchoScenario: Scenario {
     let unit = "msgs/CPU-s"
     let higherIsBetter = true
 
-    func sides(_ context: Context) -> [Side] { [.ours, .nio] }
+    func sides(_ context: Context) -> [Side] { [.ours, .nio, .limit] }
 
     func parameters(_ context: Context) -> [String: Int] {
         ["connections": 1000, "message": 64, "threads": 1, "server_threads": 1,
@@ -44,6 +47,9 @@ struct LoadEchoScenario: Scenario {
             var argv = [context.executable, "client", name, side.rawValue, "port=\(port)"]
             for key in ["connections", "message", "threads", "warmup", "seconds"] { argv.append("\(key)=\(p[key]!)") }
             return argv
+        case .limit:  // one thread by construction
+            return [context.limitTool("echoclient"), "127.0.0.1", port, "\(p["connections"]!)", "\(p["message"]!)",
+                    "\(p["warmup"]!)", "\(p["seconds"]!)"]
         default:
             throw HarnessError("load-echo has no \(side) side")
         }
@@ -53,7 +59,7 @@ struct LoadEchoScenario: Scenario {
         let here = FileManager.default.currentDirectoryPath + "/"
         func relative(_ path: String) -> String { path.hasPrefix(here) ? String(path.dropFirst(here.count)) : path }
         let server = "\(relative(context.limitTool("echo"))) \(parameters(context)["server_threads"]!)   (prints: port PORT)"
-        let clients = [Side.ours, .nio].compactMap {
+        let clients = [Side.ours, .nio, .limit].compactMap {
             try? clientArguments($0, context, port: "PORT", json: "FILE").map(relative).joined(separator: " ")
         }
         return [server] + clients
@@ -89,7 +95,7 @@ struct LoadEchoScenario: Scenario {
         let report: [String: Any]
         if side == .ours {
             report = try parseJSONObject(try String(contentsOfFile: json, encoding: .utf8), from: "zcr load --json")
-        } else {
+        } else {  // nio and limit print "result {JSON}"
             guard let resultLine else { throw HarnessError("\(side): the client printed no result line") }
             report = try parseJSONObject(resultLine, from: client.name)
         }

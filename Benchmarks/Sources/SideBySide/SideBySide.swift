@@ -147,7 +147,7 @@ struct SideBySide {
             ((try? FileManager.default.attributesOfItem(atPath: p))?[.modificationDate] as? Date) ?? .distantPast
         }
         let header = mtime(root + "/limit/common.h")
-        for tool in ["reader", "writer", "echo", "pingpong", "storm", "idle", "fanin"] {
+        for tool in ["reader", "writer", "echo", "echoclient", "pingpong", "storm", "idle", "fanin"] {
             let source = "\(root)/limit/\(tool).c", binary = "\(out)/\(tool)"
             if mtime(binary) > max(mtime(source), header) { continue }
             let cc = try ChildProcess.start(["cc", "-O2", "-pthread", "-o", binary, source])
