@@ -277,6 +277,41 @@ import Testing
         #expect((closed.wait() ?? nil)?.errno == ECONNREFUSED)
     }
 
+    /// A peer that sends and closes, answered by a close: the connection ends with its FIN and no syscall it does
+    /// not need (no shutdown(SHUT_WR) after the peer's end of input, no epoll_ctl to stop reading before the close).
+    /// Faults armed on the connection's descriptor count the calls: any shutdown, or a second epoll_ctl (the
+    /// first is the deregistration), would hit one.
+    @Test func aClosedPeerIsAnsweredWithoutSpareSyscalls() throws {
+        let result = Box<(shutdowns: Int, extraEpollCtls: Int, error: ReactorError?)>()
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            var faults: (Int, Int) = (0, 0)
+            h.onOpen = { c in
+                faults = (
+                    FaultInjection.inject(.errno(EIO), on: .shutdown, fd: c.fd),
+                    FaultInjection.inject(.errno(EIO), on: .epollCtl, fd: c.fd, atCall: 2)
+                )
+            }
+            h.onRead = { c, bytes in try? c.write(bytes.retainedSlice()) }
+            h.onClose = { _, error in
+                let counts = (FaultInjection.hits(faults.0), FaultInjection.hits(faults.1))
+                FaultInjection.disarm(faults.0)
+                FaultInjection.disarm(faults.1)
+                result.set((counts.0, counts.1, error))
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        peer.send([42])
+        #expect(peer.read(exactly: 1) == [42])
+        peer.shutdownWrite()
+        #expect(peer.readAll().isEmpty)  // the FIN, after the echo
+        let r = try #require(result.wait())
+        #expect(r.shutdowns == 0 && r.extraEpollCtls == 0)
+        #expect(r.error == nil)
+    }
+
     @Test func halfCloseSendsEverythingThenKeepsReading() throws {
         let readAfterShutdown = Box<[UInt8]>()
         let closed = Box<ReactorError?>()

@@ -249,8 +249,10 @@ public final class Connection: @unchecked Sendable, Selectable {
             loop.counters.reads += 1
             if n == 0 {
                 inputClosed = true
-                setInterest(interest & ~(Epoll.input | Epoll.readHangup))
                 handler?.connectionDidReachEnd(self)
+                // Level-triggered epoll would report the end again and again: stop watching for input, unless the
+                // handler's answer (usually a close) already ended the connection, which then costs no epoll_ctl.
+                if state == .open { setInterest(interest & ~(Epoll.input | Epoll.readHangup)) }
                 // Both directions are done once the write side was shut down too.
                 if state == .open && outputClosed { teardown(nil) }
                 return
@@ -339,6 +341,14 @@ public final class Connection: @unchecked Sendable, Selectable {
     private func finishOutput() {
         guard state == .open, !isFlushing else { return }
         guard chain.sealIfIdle() else { return }
+        // After the peer's end of input nothing unread can remain, so close() itself sends the FIN: the
+        // shutdown(SHUT_WR) would be a syscall for nothing. Otherwise shut the write side first, so that a close
+        // with unread input (which resets the connection) comes after every queued byte and the FIN.
+        if !outputClosed && inputClosed {
+            outputClosed = true
+            teardown(nil)
+            return
+        }
         if !outputClosed {
             outputClosed = true
             do { try Sys.shutdownWrite(fd) } catch {
