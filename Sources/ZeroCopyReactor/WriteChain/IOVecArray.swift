@@ -8,9 +8,9 @@ final class IOVecArray {
     static let limit = 1024
     /// The kernel takes at most this many bytes in one call (and BSDs fail with EINVAL past it).
     static let byteLimit = Int(Int32.max)
-    /// At most this many slices go into one call, however few iovecs they make after coalescing: a call the
-    /// kernel cannot take whole is followed by another, and the walk that builds it should stay short.
-    static let sliceLimit = 4 * limit
+    /// At most this many slices go into one call, however few iovecs they make after coalescing: the same bound
+    /// as without coalescing, so the walk that builds a call stays short when the kernel takes only part of it.
+    static let sliceLimit = limit
 
     let entries: UnsafeMutableBufferPointer<iovec>
 

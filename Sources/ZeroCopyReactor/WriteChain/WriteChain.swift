@@ -262,7 +262,8 @@ final class WriteChain: @unchecked Sendable {
             }
             if attempts >= budget { return .budgetExhausted }
             // One iovec per run of slices that lie end to end in memory (slices cut in order from one buffer, a
-            // header and its body): the kernel walks fewer segments, and a call covers more slices than IOV_MAX.
+            // header and its body): the kernel walks one segment where it would walk many. At most
+            // IOVecArray.sliceLimit (1024) slices a call either way.
             // Each slice is still accounted and released on its own (consume walks nodes, not iovecs).
             var count = 0
             var bytes = 0
