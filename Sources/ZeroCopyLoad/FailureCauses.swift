@@ -13,6 +13,10 @@ enum FailureCauses {
         case .invalidArgument: return "invalid_argument"
         case nil, .connectionClosed, .aborted: return "closed"
         case .writeBufferFull: return "write_buffer_full"
+        case .idleTimeout: return "idle_timeout"
+        case .writeStalled: return "write_stalled"
+        case .closeTimeout: return "close_timeout"
+        case .concurrentConsumers: return "concurrent_consumers"
         }
     }
 

@@ -53,7 +53,7 @@ public enum KnownWork {
         let allocator = AllocatorInfo.detect()
         let mallctl = allocator.statisticsAvailable ? Mallctl.find() : nil
         let own: (KnownWorkFigures, KnownWorkFigures)? = mallctl.flatMap { m in
-            OwnThread.run { onThisThread(table, m) } ?? nil
+            PosixThread.run { onThisThread(table, m) }
         }
 
         let pool: ReactorPool
@@ -161,31 +161,5 @@ public enum KnownWork {
                 i += 1
             }
         }
-    }
-}
-
-/// Runs a body on a new thread and returns its result (joins it).
-private enum OwnThread {
-    private final class Job {
-        let body: () -> Void
-        init(_ body: @escaping () -> Void) { self.body = body }
-    }
-
-    static func run<T>(_ body: @escaping () -> T) -> T? {
-        var result: T?
-        let context = Unmanaged.passRetained(Job { result = body() }).toOpaque()
-        var tid = pthread_t()
-        let rc = pthread_create(
-            &tid, nil,
-            { arg in
-                Unmanaged<Job>.fromOpaque(arg!).takeRetainedValue().body()
-                return nil
-            }, context)
-        guard rc == 0 else {
-            Unmanaged<Job>.fromOpaque(context).release()
-            return nil
-        }
-        pthread_join(tid, nil)
-        return result
     }
 }

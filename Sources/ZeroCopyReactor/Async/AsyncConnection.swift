@@ -113,7 +113,9 @@ struct InboundState {
     }
 
     let limit: Int
-    private(set) var buffered: [Slice] = []
+    /// Slices read and not yet taken, from `head` on. A taken slot is cleared at once: the sequence keeps no slice
+    /// (and so no read buffer) it has handed out.
+    private(set) var buffered: [Slice?] = []
     private var head = 0
     private(set) var bytes = 0
     private(set) var paused = false
@@ -122,6 +124,14 @@ struct InboundState {
     /// Unsafe (not Checked) continuations: a checked one allocates a canary object per wait, i.e. per read.
     /// Each is resumed exactly once: it is taken out of the state under the lock by whoever resumes it.
     var waiter: UnsafeContinuation<Slice?, any Error>?
+    /// Slices held by the sequence now (for tests): the slots from `head` on; those before it are cleared.
+    var heldSlices: Int {
+        var n = 0
+        for slot in buffered where slot != nil { n += 1 }
+        return n
+    }
+    /// True when a consumer waits with nothing buffered: an idle connection, which a drain may end.
+    var consumerIsIdle: Bool { waiter != nil && head == buffered.count }
 
     init(limit: Int) { self.limit = limit }
 
@@ -153,7 +163,7 @@ struct InboundState {
     /// end, or nothing yet.
     mutating func take() -> Take {
         if head < buffered.count {
-            let slice = buffered[head]
+            let slice = buffered[head].take()!
             head += 1
             bytes -= slice.count
             if head == buffered.count {
@@ -177,7 +187,9 @@ struct InboundState {
 final class InboundBridge: ConnectionHandler, @unchecked Sendable {
     private let state: Locked<InboundState>
     let connection: Connection
-    /// Told (on the loop) when the connection opened; used by `ReactorPool.serve` to start the child task.
+    /// Told (on the loop) when the connection opened; used by `ReactorPool.serve` to start the child task. Called
+    /// once and dropped at once: it refers to the AsyncConnection that holds this bridge, and keeping it would make
+    /// a cycle that leaks every connection.
     var onOpen: ((Connection) -> Void)?
 
     init(connection: Connection, limit: Int) {
@@ -187,7 +199,11 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
 
     // Loop side.
 
-    func connectionOpened(_ connection: Connection) { onOpen?(connection) }
+    func connectionOpened(_ connection: Connection) {
+        let open = onOpen
+        onOpen = nil
+        open?(connection)
+    }
 
     func connection(_ connection: Connection, didRead bytes: InboundBytes) {
         let slice = bytes.retainedSlice()
@@ -201,8 +217,20 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
     }
 
     func connectionClosed(_ connection: Connection, error: ReactorError?) {
+        onOpen = nil
         finish(error: error)
     }
+
+    /// The pool drains: a consumer waiting with nothing buffered is told the input ended, so its handler can
+    /// finish and `serve` closes the connection gracefully; a busy handler goes on until the drain's deadline.
+    func connectionWillDrain(_ connection: Connection) {
+        let idle = state.withLock { $0.consumerIsIdle }
+        if idle { finish(error: nil) }
+    }
+
+    /// Slices the sequence holds now, and whether a consumer is waiting (for tests).
+    var heldSlices: Int { state.withLock { $0.heldSlices } }
+    var waiting: Bool { state.withLock { $0.waiter != nil } }
 
     private func finish(error: ReactorError?) {
         guard let waiter = state.withLock({ $0.finish(error: error) }) else { return }
@@ -222,18 +250,21 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
             return try await withTaskCancellationHandler {
                 try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Slice?, any Error>) in
                     // Something may have arrived since the look above: take it the same way, or park.
-                    let step = state.withLock { s -> InboundState.Take in
+                    let step = state.withLock { s -> InboundState.Take? in
+                        if s.waiter != nil { return nil }  // another task waits already
                         let step = s.take()
                         if case .empty = step { s.waiter = continuation }
                         return step
                     }
                     switch step {
-                    case .slice(let slice, let resume):
+                    case nil:
+                        continuation.resume(throwing: ReactorError.concurrentConsumers)
+                    case .slice(let slice, let resume)?:
                         if resume { connection.resumeReading() }
                         continuation.resume(returning: slice)
-                    case .end(let error):
+                    case .end(let error)?:
                         continuation.resume(with: Result { try endOfInbound(error) })
-                    case .empty:
+                    case .empty?:
                         break  // parked: the loop resumes it
                     }
                 }

@@ -1,7 +1,10 @@
 // One TCP connection, on one loop for its whole life. The cross-thread surface is `write` (lock-free append to
 // the write chain), `isWritable`, `waitUntilWritable`, and `close`/`shutdownOutput`/`abort`/`pauseReading`
 // (which hop to the loop). Everything else is loop only: the descriptor, the handler, the state machine.
-// Teardown happens in one place (`teardown`), exactly once, and releases every queued slice.
+// Teardown happens in one place (`teardown`), exactly once, and releases every queued slice. A connection whose
+// output is cut (abort, a write stall, a close deadline, the shutdown deadline) ends with a reset, never with a
+// clean FIN after partial output. Every connection is held to its time bounds (ConnectionTimeouts) by its loop's
+// sweep.
 import Glibc
 import Synchronization
 
@@ -18,12 +21,16 @@ public final class Connection: @unchecked Sendable, Selectable {
     var readyNext: UInt = 0
     /// True while the connection is on its loop's ready stack (see EventLoop.scheduleFlush).
     let flushQueued = Atomic<Bool>(false)
+    /// Bytes this connection retained from its loop's read buffers that are still held (see ReadBuffer); changed
+    /// by the loop when it retains and by whichever thread frees a buffer. Relaxed: it feeds the budget's choice only.
+    let readBytesHeld = Atomic<Int>(0)
 
     /// Writability as the loop decided it, and the tasks waiting for it (any thread, under the lock).
     private struct WaitState {
         var writable = true
         var closed = false
-        var waiters: [CheckedContinuation<Void, any Error>] = []
+        var waiters: [(id: UInt64, continuation: CheckedContinuation<Void, any Error>)] = []
+        var nextWaiter: UInt64 = 0
     }
     private let waitState = Locked(WaitState())
     /// Mirror of `WaitState.writable` for the lock-free `isWritable` (written by the loop under the lock;
@@ -32,7 +39,9 @@ public final class Connection: @unchecked Sendable, Selectable {
 
     // Loop only.
     private enum State { case connecting, open, closed }
-    private enum CloseIntent { case none, shutdownOutput, close }
+    /// What was asked for the output: nothing, a half-close, a close once the output is sent (appends still
+    /// accepted until then), or a close (appends refused from the call on).
+    private enum CloseIntent { case none, shutdownOutput, closeAfterOutput, close }
     private var state: State
     private var descriptor: FileDescriptor?
     /// The raw descriptor number while open (-1 after close); for logs and fault injection in tests.
@@ -44,6 +53,16 @@ public final class Connection: @unchecked Sendable, Selectable {
     private var isFlushing = false
     private var deferredTeardown: ReactorError??
     private var readingPaused = false
+    /// Paused by the loop because its read memory is over budget (separate from the handler's own pause).
+    private var memoryPaused = false
+    /// True when this accepted connection holds a place in the pool's `maxConnections`.
+    var admitted = false
+    private var timeouts: ConnectionTimeouts
+    /// Loop iteration times of the last byte read or written, of the last sign of write progress (bytes taken, or
+    /// nothing pending), and of the close request.
+    private var lastActivity: UInt64 = 0
+    private var lastWriteProgress: UInt64 = 0
+    private var closeRequested: UInt64?
     private var inputClosed = false
     private var outputClosed = false
     private var closeIntent = CloseIntent.none
@@ -68,6 +87,7 @@ public final class Connection: @unchecked Sendable, Selectable {
         highWatermark = config.highWatermark
         lowWatermark = config.lowWatermark
         chain = WriteChain(highWatermark: config.highWatermark, hardCap: config.writeBufferHardCap)
+        timeouts = config.timeouts
     }
 
     // MARK: writing (any thread)
@@ -111,16 +131,30 @@ public final class Connection: @unchecked Sendable, Selectable {
         chain.pending < highWatermark && writableFlag.load(ordering: .relaxed)
     }
 
-    /// Returns when the connection is writable; throws `ReactorError.connectionClosed` if it closes first.
+    /// Returns when the connection is writable; throws `ReactorError.connectionClosed` if it closes first, and
+    /// `CancellationError` at once if the waiting task is cancelled (the connection is left as it is).
     public func waitUntilWritable() async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let resume: Result<Void, ReactorError>? = waitState.withLock { s in
-                if s.closed { return .failure(.connectionClosed) }
-                if s.writable && chain.pending < highWatermark { return .success(()) }
-                s.waiters.append(continuation)
-                return nil
+        let id = waitState.withLock { s -> UInt64 in
+            s.nextWaiter += 1
+            return s.nextWaiter
+        }
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let resume: Result<Void, any Error>? = waitState.withLock { s in
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    if s.closed { return .failure(ReactorError.connectionClosed) }
+                    if s.writable && chain.pending < highWatermark { return .success(()) }
+                    s.waiters.append((id, continuation))
+                    return nil
+                }
+                if let resume { continuation.resume(with: resume) }
             }
-            if let resume { continuation.resume(with: resume.mapError { $0 as any Error }) }
+        } onCancel: {
+            let waiter = waitState.withLock { s -> CheckedContinuation<Void, any Error>? in
+                guard let i = s.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return s.waiters.remove(at: i).continuation
+            }
+            waiter?.resume(throwing: CancellationError())
         }
     }
 
@@ -130,6 +164,26 @@ public final class Connection: @unchecked Sendable, Selectable {
     public func close() {
         chain.refuseNewAppends()
         onLoop { $0.requestClose(.close) }
+    }
+
+    /// Graceful close once the output is done: what is queued is sent, writes are still accepted until the chain is
+    /// empty (a handler answering writability keeps going), then the write side is shut down and the connection
+    /// closes. The default reaction to the peer's end of input and to the pool's drain.
+    public func closeAfterOutput() {
+        onLoop { $0.requestClose(.closeAfterOutput) }
+    }
+
+    /// Changes this connection's time bounds (any thread; applied on the loop). The clock of each bound starts over.
+    public func setTimeouts(_ timeouts: ConnectionTimeouts) {
+        onLoop { c in
+            guard c.state != .closed else { return }
+            c.timeouts = timeouts
+            let now = EventLoop.now()
+            c.lastActivity = now
+            c.lastWriteProgress = now
+            if c.closeRequested != nil { c.closeRequested = now }
+            if let bound = timeouts.smallestNanos { c.loop.ensureSweep(for: bound) }
+        }
     }
 
     /// Half-close: sends what is queued, then shuts the write side down; reading goes on until the peer closes.
@@ -148,7 +202,7 @@ public final class Connection: @unchecked Sendable, Selectable {
     public func pauseReading() { onLoop { $0.setReadingPaused(true) } }
     public func resumeReading() { onLoop { $0.setReadingPaused(false) } }
 
-    /// Per-connection counters, read on the loop.
+    /// Per-connection counters, read on the loop (nil once the loop has stopped, or on another loop's thread).
     public func statistics() -> ConnectionStats? { loop.submitAndWait { [self] in stats } }
 
     private func onLoop(_ body: @escaping @Sendable (Connection) -> Void) {
@@ -165,6 +219,10 @@ public final class Connection: @unchecked Sendable, Selectable {
     func start(handler: any ConnectionHandler, connectTimeout: UInt64?) {
         loop.preconditionInLoop()
         self.handler = handler
+        if loop.isStopping {
+            teardown(.poolShutdown)
+            return
+        }
         let config = loop.configuration
         if let size = config.socketSendBuffer { try? Sys.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, value: size) }
         if let size = config.socketReceiveBuffer { try? Sys.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: size) }
@@ -197,6 +255,9 @@ public final class Connection: @unchecked Sendable, Selectable {
     private func opened() {
         state = .open
         wasEstablished = true
+        lastActivity = loop.iterationStart
+        lastWriteProgress = lastActivity
+        if let bound = timeouts.smallestNanos { loop.ensureSweep(for: bound) }
         loop.counters.connectionsOpen += 1
         if isClient { loop.counters.connectionsConnected += 1 } else { loop.counters.connectionsAccepted += 1 }
         handler?.connectionOpened(self)
@@ -210,7 +271,7 @@ public final class Connection: @unchecked Sendable, Selectable {
         }
         let hangup = events & (Epoll.error | Epoll.hangup) != 0
         if events & (Epoll.input | Epoll.readHangup) != 0 || hangup {
-            if !inputClosed && (!readingPaused || hangup) { readAvailable() }
+            if !inputClosed && ((!readingPaused && !memoryPaused) || hangup) { readAvailable() }
         }
         if state == .open && events & Epoll.output != 0 { flushNow() }
         if state == .open && events & Epoll.error != 0 {
@@ -259,9 +320,10 @@ public final class Connection: @unchecked Sendable, Selectable {
             }
             loop.counters.bytesRead += n
             stats.bytesRead += n
+            lastActivity = loop.iterationStart
             handler?.connection(self, didRead: InboundBytes(
-                bytes: UnsafeRawBufferPointer(rebasing: region[0..<n]), buffer: buffer, offset: offset))
-            if n < region.count || readingPaused { return }
+                bytes: UnsafeRawBufferPointer(rebasing: region[0..<n]), buffer: buffer, offset: offset, connection: self))
+            if n < region.count || readingPaused || memoryPaused { return }
         }
     }
 
@@ -281,6 +343,10 @@ public final class Connection: @unchecked Sendable, Selectable {
         isFlushing = false
         stats.write += flushed
         loop.counters.write += flushed
+        if flushed.bytesWritten > 0 || outcome == .drained {
+            lastWriteProgress = loop.iterationStart
+            if flushed.bytesWritten > 0 { lastActivity = lastWriteProgress }
+        }
         if let deferred = deferredTeardown {
             teardown(deferred)
             return
@@ -319,7 +385,7 @@ public final class Connection: @unchecked Sendable, Selectable {
                 s.writable = true
                 writableFlag.store(true, ordering: .relaxed)
                 defer { s.waiters.removeAll() }
-                return s.waiters
+                return s.waiters.map(\.continuation)
             }
             for w in waiters { w.resume() }
             handler?.connection(self, writabilityChanged: true)
@@ -331,9 +397,50 @@ public final class Connection: @unchecked Sendable, Selectable {
         case .closed: return
         case .connecting: teardown(nil)
         case .open:
-            if intent == .close || closeIntent == .none { closeIntent = intent }
+            if intent == .close || closeIntent == .none || (closeIntent == .shutdownOutput && intent == .closeAfterOutput) {
+                closeIntent = intent
+            }
+            if closeRequested == nil {
+                closeRequested = loop.iterationStart
+                if let bound = timeouts.closeNanos { loop.ensureSweep(for: bound) }
+            }
             finishOutput()
         }
+    }
+
+    /// The pool is shutting down: the handler decides how to drain (by default, close once the output is sent).
+    func beginDrain() {
+        guard state != .closed else { return }
+        if let handler { handler.connectionWillDrain(self) } else { requestClose(.closeAfterOutput) }
+    }
+
+    /// The loop's sweep: ends the connection if one of its time bounds has passed (loop only).
+    func checkTimeBounds(now: UInt64) {
+        guard state == .open else { return }
+        if let bound = timeouts.closeNanos, let asked = closeRequested, now &- asked >= bound {
+            loop.counters.closeTimeouts += 1
+            teardown(.closeTimeout)
+        } else if let bound = timeouts.writeStallNanos, chain.pending > 0, now &- lastWriteProgress >= bound,
+                  now >= lastWriteProgress {
+            loop.counters.writeStallTimeouts += 1
+            teardown(.writeStalled)
+        } else if let bound = timeouts.idleNanos, chain.pending == 0, now >= lastActivity, now - lastActivity >= bound {
+            loop.counters.idleTimeouts += 1
+            teardown(.idleTimeout)
+        }
+    }
+
+    // MARK: read memory (loop only)
+
+    /// True when pausing this connection's reading would stop it from retaining more read memory.
+    var canPauseForMemory: Bool { state == .open && !inputClosed && !memoryPaused }
+
+    func setPausedForMemory(_ paused: Bool) {
+        guard memoryPaused != paused else { return }
+        memoryPaused = paused
+        guard state == .open, !inputClosed, !readingPaused else { return }
+        let read = Epoll.input | Epoll.readHangup
+        setInterest(paused ? interest & ~read : interest | read)
     }
 
     /// With a close requested: once the chain is idle and empty, seal it, shut the write side, and close if
@@ -356,13 +463,13 @@ public final class Connection: @unchecked Sendable, Selectable {
                 return
             }
         }
-        if closeIntent == .close || inputClosed { teardown(nil) }
+        if closeIntent != .shutdownOutput || inputClosed { teardown(nil) }
     }
 
     private func setReadingPaused(_ paused: Bool) {
         guard state != .closed, readingPaused != paused else { return }
         readingPaused = paused
-        guard state == .open, !inputClosed else { return }
+        guard state == .open, !inputClosed, !memoryPaused else { return }
         let read = Epoll.input | Epoll.readHangup
         setInterest(paused ? interest & ~read : interest | read)
     }
@@ -384,7 +491,7 @@ public final class Connection: @unchecked Sendable, Selectable {
             if deferredTeardown == nil { deferredTeardown = .some(error) }
             return
         }
-        let wasOpen = state == .open
+        let wasOpen = state == .open && wasEstablished
         state = .closed
         if let error, error != .aborted {
             loop.configuration.logger.debug("connection closed", metadata: ["id": "\(id)", "error": "\(error)"])
@@ -393,9 +500,12 @@ public final class Connection: @unchecked Sendable, Selectable {
         chain.failAll(error ?? .connectionClosed)
         if let registration { loop.deregister(fd: fd, registration) }
         registration = nil
-        if error == .aborted {
+        // Output cut short ends with a reset (SO_LINGER 0), so the peer can tell it from a complete reply.
+        let reset = error == .aborted || error == .writeStalled || error == .closeTimeout
+        if reset, fd >= 0 {
             var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
             _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            if wasOpen { loop.counters.connectionsAborted += 1 }
         }
         if let d = descriptor.take() { d.close() }
         fd = -1
@@ -403,10 +513,14 @@ public final class Connection: @unchecked Sendable, Selectable {
             loop.counters.connectionsOpen -= 1
             loop.counters.connectionsClosed += 1
         }
+        if admitted {
+            admitted = false
+            loop.admission?.leave()
+        }
         let waiters = waitState.withLock { s -> [CheckedContinuation<Void, any Error>] in
             s.closed = true
             defer { s.waiters.removeAll() }
-            return s.waiters
+            return s.waiters.map(\.continuation)
         }
         for w in waiters { w.resume(throwing: ReactorError.connectionClosed) }
         let h = handler
@@ -415,5 +529,8 @@ public final class Connection: @unchecked Sendable, Selectable {
     }
 
     /// True once closed (loop only).
-    public var isClosed: Bool { state == .closed }
+    public var isClosed: Bool {
+        assert(loop.inLoop, "Connection.isClosed is loop only")
+        return state == .closed
+    }
 }

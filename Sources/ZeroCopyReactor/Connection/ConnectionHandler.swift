@@ -6,8 +6,14 @@ public protocol ConnectionHandler: AnyObject {
     func connectionOpened(_ connection: Connection)
     /// Bytes arrived. `bytes` is valid only during this call; keep them with `bytes.retainedSlice()`.
     func connection(_ connection: Connection, didRead bytes: InboundBytes)
-    /// The peer closed its write side. The default closes gracefully (what is queued is still sent).
+    /// The peer closed its write side. The peer's end of input never ends our output: the default,
+    /// `connection.closeAfterOutput()`, sends what is queued and keeps accepting writes (a handler answering
+    /// writability goes on) until nothing is pending, then closes. A handler that writes later from elsewhere (a
+    /// timer, another thread) overrides this and closes when it is done.
     func connectionDidReachEnd(_ connection: Connection)
+    /// The pool is shutting down (graceful drain). The default, `connection.closeAfterOutput()`, lets what is in
+    /// progress finish. Whatever is still open at the drain's deadline is aborted: its peer sees a reset.
+    func connectionWillDrain(_ connection: Connection)
     /// The pending bytes crossed the high watermark (false) or fell back to the low watermark (true).
     func connection(_ connection: Connection, writabilityChanged isWritable: Bool)
     /// Called exactly once, last. `error` is nil after a graceful close, `.aborted` after `abort()`, or what failed.
@@ -17,7 +23,8 @@ public protocol ConnectionHandler: AnyObject {
 extension ConnectionHandler {
     public func connectionOpened(_ connection: Connection) {}
     public func connection(_ connection: Connection, didRead bytes: InboundBytes) {}
-    public func connectionDidReachEnd(_ connection: Connection) { connection.close() }
+    public func connectionDidReachEnd(_ connection: Connection) { connection.closeAfterOutput() }
+    public func connectionWillDrain(_ connection: Connection) { connection.closeAfterOutput() }
     public func connection(_ connection: Connection, writabilityChanged isWritable: Bool) {}
     public func connectionClosed(_ connection: Connection, error: ReactorError?) {}
 }

@@ -19,14 +19,37 @@ struct Registration: Equatable {
     var data: UInt64 { UInt64(generation) << 32 | UInt64(slot) }
 }
 
-/// Counters of one loop. Loop only; read them through `ReactorPool.counters()`.
+/// Counters of one loop. Loop only; read them through `ReactorPool.counters()` (from any thread, loop threads
+/// included, without blocking) or `EventLoop.currentCounters()` on the loop.
 public struct LoopCounters: Sendable, Equatable {
     public var loop = 0
     public var connectionsAccepted = 0
     public var connectionsConnected = 0
     public var connectionsOpen = 0
     public var connectionsClosed = 0
+    /// Connections that ended with a reset because their output was cut: `abort()`, a write stall, a close or
+    /// shutdown deadline, a handler that failed with data owed.
+    public var connectionsAborted = 0
+    /// Accepted connections closed at once because the pool was at `maxConnections`.
+    public var connectionsRefused = 0
     public var acceptErrors = 0
+    /// Connections ended by each time bound.
+    public var idleTimeouts = 0
+    public var writeStallTimeouts = 0
+    public var closeTimeouts = 0
+    /// Read memory: retired buffers still held by slices, their bytes, free buffers kept for reuse, and buffers
+    /// given back to the allocator.
+    public var readBuffersHeld = 0
+    public var readBytesHeld = 0
+    public var readBuffersFree = 0
+    public var readBuffersFreed = 0
+    /// Connections whose reading is paused now because the loop's read memory is over its budget, and how many
+    /// times a connection was paused for it.
+    public var connectionsPausedForReadMemory = 0
+    public var readPausesForMemory = 0
+    /// Slices taken from this loop thread's node pool and not yet released (a connection's own writes from its
+    /// handler; writes from other threads count in their pools). `ReactorPool.slicesOutstandingInProcess` has all.
+    public var slicesOutstanding = 0
     public var reads = 0
     public var bytesRead = 0
     public var write = FlushStats()
@@ -46,6 +69,8 @@ public struct LoopCounters: Sendable, Equatable {
 public final class EventLoop: @unchecked Sendable {
     public let index: Int
     let configuration: ReactorConfiguration
+    /// The pool-wide connection limit this loop's listeners admit against (nil: none).
+    let admission: ConnectionAdmission?
     private let epoll: FileDescriptor
     private let wakeFD: FileDescriptor
 
@@ -64,8 +89,10 @@ public final class EventLoop: @unchecked Sendable {
     /// pushed, so every push is either seen by a drain or followed by a wake.
     private let wakePending = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
-    /// The counters as they were when the loop stopped.
-    let finalCounters = Locked<LoopCounters?>(nil)
+    /// The counters as they were at the end of the loop's last iteration (and, once stopped, when it stopped):
+    /// what other loops' threads read, so that no loop ever waits for another.
+    let published = Locked(LoopCounters())
+    private let hasStopped = Atomic<Bool>(false)
     /// Bytes copied on this loop's connections (by any thread; relaxed: a statistic).
     let bytesCopied = Atomic<Int>(0)
     /// The loop thread's pthread id, stored by the thread itself as its first action.
@@ -78,6 +105,14 @@ public final class EventLoop: @unchecked Sendable {
     private var freeSlots: [UInt32] = []
     private var timers = TimerHeap()
     var readBuffers: ReadBufferPool
+    /// Connections paused because the read memory is over budget (loop only).
+    private var pausedForMemory: [Connection] = []
+    private var memoryCheckTimer: TimerID?
+    /// The sweep that enforces idle, write-stall and close deadlines, and how often it runs (loop only).
+    private var sweepTimer: TimerID?
+    private var sweepInterval: UInt64 = 0
+    /// The monotonic time at the start of this iteration (loop only): activity stamps use it, not a clock call.
+    private(set) var iterationStart: UInt64 = 0
     let iov: IOVecArray
     var counters = LoopCounters()
     private var events: UnsafeMutableBufferPointer<zcr_epoll_event>
@@ -86,9 +121,10 @@ public final class EventLoop: @unchecked Sendable {
     private var onStop: [() -> Void] = []
     private var finished = false
 
-    init(index: Int, configuration: ReactorConfiguration) throws(ReactorError) {
+    init(index: Int, configuration: ReactorConfiguration, admission: ConnectionAdmission? = nil) throws(ReactorError) {
         self.index = index
         self.configuration = configuration
+        self.admission = admission
         do {
             epoll = try Sys.epollCreate()
             wakeFD = try Sys.eventfd()
@@ -96,10 +132,14 @@ public final class EventLoop: @unchecked Sendable {
         } catch {
             throw .system(error)
         }
-        readBuffers = ReadBufferPool(bufferSize: configuration.readBufferSize)
+        let memory = ReadMemory(
+            bufferSize: configuration.readBufferSize, budget: configuration.readMemoryBudget,
+            freeLimit: configuration.readBuffersKeptFree)
+        readBuffers = ReadBufferPool(memory: memory)
         iov = IOVecArray()
         events = .allocate(capacity: 256)
         counters.loop = index
+        memory.loop = self
     }
 
     deinit {
@@ -109,23 +149,18 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: thread
 
     func start() {
-        let box = Unmanaged.passRetained(self).toOpaque()
-        var tid = pthread_t()
-        let rc = pthread_create(&tid, nil, { arg in
-            let loop = Unmanaged<EventLoop>.fromOpaque(arg!).takeRetainedValue()
-            loop.loopThread.store(UInt(pthread_self()), ordering: .relaxed)
-            zcr_set_thread_name("zcr-loop-\(loop.index)")
-            loop.run()
-            return nil
-        }, box)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
+        let tid = PosixThread.spawn(name: "zcr-loop-\(index)", joinable: true) { [self] in
+            loopThread.store(UInt(pthread_self()), ordering: .relaxed)
+            PosixThread.setCurrentLoop(self)
+            run()
+        }
         joinable.store(UInt(tid), ordering: .releasing)
     }
 
     /// Waits for the loop's thread to end (after `beginShutdown`). Called once, by the pool's shutdown.
     func join() {
         let tid = joinable.exchange(0, ordering: .acquiring)
-        if tid != 0 && !inLoop { pthread_join(pthread_t(tid), nil) }
+        if tid != 0 && !inLoop { PosixThread.join(tid) }
     }
 
     /// True on this loop's own thread.
@@ -154,8 +189,14 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     /// Runs `body` on the loop and waits for its result (runs it directly when called on the loop).
+    /// Returns nil when the loop has stopped, and refuses (nil, with a warning in the pool's log) when called on
+    /// another loop's thread: a loop that waits for another can deadlock with it. Use `execute` there.
     public func submitAndWait<T: Sendable>(_ body: @escaping @Sendable () -> T) -> T? {
         if inLoop { return body() }
+        if let other = PosixThread.currentLoop {
+            configuration.logger.warning("submitAndWait refused: loop \(other.index) would wait for loop \(index)")
+            return nil
+        }
         let result = Locked<T?>(nil)
         let done = DispatchSemaphore(value: 0)
         let ok = execute {
@@ -255,10 +296,14 @@ public final class EventLoop: @unchecked Sendable {
         return timers.schedule(at: Self.now() &+ interval, repeating: interval, action)
     }
 
+    /// Cancels a timer: it will not run, even if it is due in the round being run, and its closure is dropped now.
     public func cancelTimer(_ timer: TimerID) {
         preconditionInLoop()
         timers.cancel(timer)
     }
+
+    /// Live timers (loop only; for tests).
+    var timerCount: Int { timers.count }
 
     /// Monotonic clock in nanoseconds.
     public static func now() -> UInt64 { Sys.monotonicNanos() }
@@ -279,6 +324,7 @@ public final class EventLoop: @unchecked Sendable {
                 fatalError("epoll_wait failed on loop \(index): \(error)")
             }
             counters.iterations += 1
+            iterationStart = Self.now()
             for i in 0..<n {
                 let event = events[i]
                 if event.data == UInt64.max {
@@ -297,12 +343,15 @@ public final class EventLoop: @unchecked Sendable {
             runTasks()
             flushReady()
             runTimers()
+            if readBuffers.overBudget { enforceReadBudget() }
             if stopping.load(ordering: .acquiring) && shutdownStep() { break }
+            publish()
         }
         finish()
     }
 
     private func nextTimeout() -> Int64 {
+        if readBuffers.overBudget { return 0 }
         if readyHead.load(ordering: .relaxed) != 0 || !tasks.withLock({ $0.isEmpty }) { return 0 }
         var deadline = timers.nextDeadline()
         if let d = shutdownDeadline { deadline = min(deadline ?? d, d) }
@@ -341,34 +390,146 @@ public final class EventLoop: @unchecked Sendable {
         }
     }
 
-    private var dueTimers: [() -> Void] = []
-
+    /// Runs the timers due now, one at a time (a timer cancelled by an earlier one never runs), at most 4096 a round
+    /// so that a timer that reschedules itself at once cannot hold the loop.
     private func runTimers() {
         guard let first = timers.nextDeadline(), first <= Self.now() else { return }
-        timers.popDue(now: Self.now(), into: &dueTimers)
-        for action in dueTimers { action() }
-        dueTimers.removeAll(keepingCapacity: true)
+        let now = Self.now()
+        for _ in 0..<4096 {
+            guard let action = timers.popDue(now: now) else { return }
+            action()
+        }
+    }
+
+    // MARK: read memory (loop only)
+
+    /// A rotation took the held read memory over the budget. Each connection holding retained bytes is entitled
+    /// to an equal share of the budget; every one holding more than its share has its reading paused. If nobody
+    /// does (many small holders pinning whole buffers), the largest holders are paused until what they hold covers
+    /// the excess over the resume mark. A connection holding nothing is never paused, so new and well-behaved
+    /// connections keep being served.
+    private func enforceReadBudget() {
+        readBuffers.overBudget = false
+        let memory = readBuffers.memory
+        guard memory.heldBytes > memory.budget else { return }
+        var holders: [(held: Int, connection: Connection)] = []
+        var holding = 0
+        forEachConnection { c in
+            let held = c.readBytesHeld.load(ordering: .relaxed)
+            guard held > 0 else { return }
+            holding += 1
+            if c.canPauseForMemory { holders.append((held, c)) }
+        }
+        memoryShare = memory.budget / max(1, holding)
+        let before = pausedForMemory.count
+        for (held, c) in holders where held > memoryShare { pause(c) }
+        if pausedForMemory.count == before {
+            holders.sort { $0.held > $1.held }
+            var excess = memory.heldBytes - memory.resumeMark
+            for (held, c) in holders where excess > 0 {
+                pause(c)
+                excess -= max(held, readBuffers.bufferSize)
+            }
+        }
+        if !pausedForMemory.isEmpty { armMemoryCheck() }
+    }
+
+    /// Each holder's share of the read budget at the last enforcement (loop only).
+    private var memoryShare = 0
+
+    private func pause(_ c: Connection) {
+        c.setPausedForMemory(true)
+        pausedForMemory.append(c)
+        counters.readPausesForMemory += 1
+    }
+
+    /// While connections are paused for memory: a release on another thread wakes the loop at the resume mark
+    /// (`ReadMemory.wakeWanted`), and a 10 ms check covers releases on this loop and connections whose own share
+    /// fell to nothing.
+    private func armMemoryCheck() {
+        readBuffers.memory.wakeWanted.store(true, ordering: .relaxed)
+        guard memoryCheckTimer == nil else { return }
+        memoryCheckTimer = scheduleTimer(after: 10_000_000) { [unowned self] in
+            memoryCheckTimer = nil
+            checkPausedForMemory()
+        }
+    }
+
+    /// Called by `ReadMemory` on whatever thread released enough read memory.
+    func readMemoryReleased() {
+        execute { [unowned self] in checkPausedForMemory() }
+    }
+
+    /// Resumes every connection paused for memory once the held memory is at the resume mark, and before that each
+    /// one that now holds at most half its share (or a minimum read).
+    private func checkPausedForMemory() {
+        let memory = readBuffers.memory
+        let under = memory.heldBytes <= memory.resumeMark
+        let enough = max(memoryShare / 2, readBuffers.minimumRead)
+        pausedForMemory.removeAll { c in
+            if c.isClosed { return true }
+            guard under || c.readBytesHeld.load(ordering: .relaxed) <= enough else { return false }
+            c.setPausedForMemory(false)
+            return true
+        }
+        if !pausedForMemory.isEmpty { armMemoryCheck() }
+    }
+
+    // MARK: time bounds (loop only)
+
+    /// Makes sure the sweep runs at least every `interval` nanoseconds (a connection's bounds are checked to within
+    /// an eighth of the smallest one, at most every second, at least every 10 ms).
+    func ensureSweep(for bound: UInt64) {
+        let interval = min(max(bound / 8, 10_000_000), 1_000_000_000)
+        if sweepTimer != nil && sweepInterval <= interval { return }
+        if let t = sweepTimer { cancelTimer(t) }
+        sweepInterval = interval
+        sweepTimer = scheduleRepeatingTimer(every: interval) { [unowned self] in
+            let now = Self.now()
+            forEachConnection { $0.checkTimeBounds(now: now) }
+        }
+    }
+
+    /// Calls `body` for every registered connection, by index: no array is made (the sweep runs every second or
+    /// more often) and a connection that closes meanwhile is simply skipped next time.
+    private func forEachConnection(_ body: (Connection) -> Void) {
+        var i = 0
+        while i < slots.count {
+            if let c = slots[i].item as? Connection { body(c) }
+            i += 1
+        }
     }
 
     // MARK: shutdown
 
     /// Starts a graceful stop: no more accepts, every connection closes after flushing what it has queued;
     /// whatever is still open at `deadline` is aborted.
+    /// Starts a graceful stop: no more accepts, and every connection is asked to drain (its handler's
+    /// `connectionWillDrain`, by default a close once its output is sent); whatever is still open at `deadline` is
+    /// aborted, so its peer sees a reset, never a clean end after partial output. Called again with an earlier
+    /// deadline, it moves the deadline (a second signal cuts the drain short).
     func beginShutdown(deadline: UInt64) {
         execute { [self] in
-            shutdownDeadline = deadline
+            let first = !stopping.load(ordering: .relaxed)
+            shutdownDeadline = min(shutdownDeadline ?? deadline, deadline)
             stopping.store(true, ordering: .releasing)
+            guard first else { return }
             for l in listeners { l.close() }
             listeners.removeAll()
-            for case let c as Connection in slots.compactMap(\.item) { c.close() }
+            for case let c as Connection in slots.compactMap(\.item) { c.beginDrain() }
         }
     }
+
+    /// True once the loop is shutting down: new connections and listeners are refused (loop only).
+    var isStopping: Bool { stopping.load(ordering: .relaxed) }
 
     /// Called every iteration once stopping: true when the loop may exit.
     private func shutdownStep() -> Bool {
         let live = slots.compactMap(\.item).compactMap { $0 as? Connection }
         if live.isEmpty { return true }
         if let d = shutdownDeadline, Self.now() >= d {
+            configuration.logger.warning(
+                "shutdown deadline: aborting connections still open", metadata: ["loop": "\(index)", "count": "\(live.count)"])
             for c in live { c.abort() }
             return slots.allSatisfy { $0.item == nil }
         }
@@ -384,8 +545,12 @@ public final class EventLoop: @unchecked Sendable {
         }
         for task in remaining { task.run() }
         flushReady()
-        let last = snapshot()
-        finalCounters.withLock { $0 = last }
+        for l in listeners { l.close() }
+        listeners.removeAll()
+        // Buffers retired while held go on living with their slices; the free ones go back now.
+        readBuffers.memory.collectReturned()
+        publish()
+        hasStopped.store(true, ordering: .releasing)
     }
 
     /// This loop's counters now. Loop only (from a task or a callback on this loop); other threads use
@@ -395,11 +560,30 @@ public final class EventLoop: @unchecked Sendable {
         return snapshot()
     }
 
+    /// The counters as of the end of the loop's last iteration, from any thread, without waiting.
+    public func publishedCounters() -> LoopCounters { published.withLock { $0 } }
+
+    /// True once the loop's thread has finished (its published counters are final).
+    var stopped: Bool { hasStopped.load(ordering: .acquiring) }
+
+    private func publish() {
+        let c = snapshot()
+        published.withLock { $0 = c }
+    }
+
     /// A snapshot of the counters (the loop, or the stopping loop's last act).
     func snapshot() -> LoopCounters {
         var c = counters
         c.bytesCopied = bytesCopied.load(ordering: .relaxed)
-        c.readBuffersAllocated = readBuffers.buffersAllocated
+        let memory = readBuffers.memory
+        let idleRecent = readBuffers.settle()
+        c.readBuffersAllocated = memory.blocksAllocated
+        c.readBuffersFreed = memory.blocksFreed
+        c.readBuffersFree = memory.freeBlocks + idleRecent
+        c.slicesOutstanding = NodePool.current.outstanding
+        c.readBuffersHeld = memory.heldBuffers.load(ordering: .relaxed)
+        c.readBytesHeld = c.readBuffersHeld * memory.bufferSize
+        c.connectionsPausedForReadMemory = pausedForMemory.count
         c.chainNodesAllocated = NodePool.current.allocatedNodes
         return c
     }

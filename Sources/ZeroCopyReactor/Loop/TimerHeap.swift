@@ -1,72 +1,125 @@
-// The loop's timers: a binary min-heap on (deadline, sequence) in monotonic nanoseconds, with lazy cancellation.
-// Loop-confined. Deadlines are kept to the nanosecond and the loop waits with epoll_pwait2, so precision is
-// what the scheduler gives (well under a millisecond), not epoll_wait's millisecond.
+// The loop's timers: an indexed binary min-heap on (deadline, sequence) in monotonic nanoseconds. Loop-confined.
+// Each timer lives in a slot of `slots`; the heap holds slot numbers and every slot knows its heap position, so a
+// cancel removes the entry at once in O(log n) and drops its closure (and whatever the closure holds, such as a
+// closed connection) right there. A TimerID carries its slot's generation, so cancelling a timer that already ran
+// (its slot maybe reused since) does nothing. Slots and heap storage are reused: steady state allocates nothing
+// beyond the closure the caller made.
+// Deadlines are kept to the nanosecond; the loop waits with epoll_pwait2 where the kernel has it (well under a
+// millisecond of slack) and with epoll_wait rounded up to the next millisecond where it does not.
 
 /// Identifies a scheduled timer, for `EventLoop.cancelTimer`.
 public struct TimerID: Hashable, Sendable {
-    let value: UInt64
+    let slot: UInt32
+    let generation: UInt32
 }
 
 struct TimerHeap {
-    private struct Entry {
-        var deadline: UInt64
-        var id: UInt64
+    private struct Slot {
+        var deadline: UInt64 = 0
+        /// Order among equal deadlines: scheduling order.
+        var sequence: UInt64 = 0
         /// Non-zero for a repeating timer: it goes back in the heap `interval` after each run.
-        var interval: UInt64
-        var action: () -> Void
+        var interval: UInt64 = 0
+        var action: (() -> Void)?
+        /// Position in `heap`, or -1 while the slot is free or its timer is running.
+        var position = -1
+        var generation: UInt32 = 0
     }
 
-    private var heap: [Entry] = []
-    private var cancelled: Set<UInt64> = []
-    private var nextID: UInt64 = 1
+    private var slots: [Slot] = []
+    private var freeSlots: [UInt32] = []
+    private var heap: [UInt32] = []
+    private var nextSequence: UInt64 = 0
 
     var isEmpty: Bool { heap.isEmpty }
-    var count: Int { heap.count - cancelled.count }
+    /// Live (scheduled, not cancelled) timers.
+    var count: Int { heap.count }
 
     mutating func schedule(at deadline: UInt64, repeating interval: UInt64 = 0, _ action: @escaping () -> Void) -> TimerID {
-        let id = nextID
-        nextID += 1
-        heap.append(Entry(deadline: deadline, id: id, interval: interval, action: action))
-        siftUp(heap.count - 1)
-        return TimerID(value: id)
+        let slot: UInt32
+        if let free = freeSlots.popLast() { slot = free } else {
+            slot = UInt32(slots.count)
+            slots.append(Slot())
+        }
+        nextSequence += 1
+        slots[Int(slot)].deadline = deadline
+        slots[Int(slot)].sequence = nextSequence
+        slots[Int(slot)].interval = interval
+        slots[Int(slot)].action = action
+        push(slot)
+        return TimerID(slot: slot, generation: slots[Int(slot)].generation)
     }
 
+    /// Removes the timer and drops its closure now. A timer that already ran (or was cancelled) is left alone.
+    /// A repeating timer cancelled from its own action does not run again.
     mutating func cancel(_ timer: TimerID) {
-        if heap.contains(where: { $0.id == timer.value }) { cancelled.insert(timer.value) }
+        let i = Int(timer.slot)
+        guard i < slots.count, slots[i].generation == timer.generation, slots[i].action != nil else { return }
+        let position = slots[i].position
+        if position >= 0 { remove(at: position) }
+        freeSlot(timer.slot)
     }
 
-    /// The earliest live deadline.
-    mutating func nextDeadline() -> UInt64? {
-        while let top = heap.first, cancelled.remove(top.id) != nil { popTop() }
-        return heap.first?.deadline
+    /// The earliest deadline.
+    func nextDeadline() -> UInt64? {
+        heap.isEmpty ? nil : slots[Int(heap[0])].deadline
     }
 
-    /// Moves the actions due at `now` into `due`, earliest first (at most `limit`, so a timer that reschedules
-    /// itself at `now` cannot hold the loop). `due` is the caller's reused scratch array: no allocation per firing.
-    mutating func popDue(now: UInt64, into due: inout [() -> Void], limit: Int = 4096) {
-        while due.count < limit, let top = heap.first, top.deadline <= now {
-            popTop()
-            if cancelled.remove(top.id) != nil { continue }
-            due.append(top.action)
-            if top.interval > 0 {
-                var next = top
-                next.deadline = max(top.deadline &+ top.interval, now &+ 1)
-                heap.append(next)
-                siftUp(heap.count - 1)
-            }
+    /// Takes the earliest timer due at `now`, if any, and returns its action. A one-shot timer is gone once taken;
+    /// a repeating one is back in the heap for its next run before its action runs (so the action may cancel it).
+    /// The loop calls this one timer at a time, so a timer cancelled by an earlier action of the same round never
+    /// runs.
+    mutating func popDue(now: UInt64) -> (() -> Void)? {
+        guard !heap.isEmpty, slots[Int(heap[0])].deadline <= now else { return nil }
+        let top = heap[0]
+        let action = slots[Int(top)].action!
+        remove(at: 0)
+        if slots[Int(top)].interval > 0 {
+            let t = Int(top)
+            slots[t].deadline = max(slots[t].deadline &+ slots[t].interval, now &+ 1)
+            nextSequence += 1
+            slots[Int(top)].sequence = nextSequence
+            push(top)
+        } else {
+            freeSlot(top)
         }
+        return action
     }
 
-    private mutating func popTop() {
+    private mutating func freeSlot(_ slot: UInt32) {
+        slots[Int(slot)].action = nil
+        slots[Int(slot)].position = -1
+        slots[Int(slot)].generation &+= 1
+        freeSlots.append(slot)
+    }
+
+    private mutating func push(_ slot: UInt32) {
+        heap.append(slot)
+        slots[Int(slot)].position = heap.count - 1
+        siftUp(heap.count - 1)
+    }
+
+    private mutating func remove(at position: Int) {
+        let removed = heap[position]
         let last = heap.removeLast()
-        if !heap.isEmpty {
-            heap[0] = last
-            siftDown(0)
-        }
+        slots[Int(removed)].position = -1
+        guard position < heap.count else { return }
+        heap[position] = last
+        slots[Int(last)].position = position
+        siftDown(position)
+        siftUp(position)
     }
 
     private func less(_ a: Int, _ b: Int) -> Bool {
-        heap[a].deadline < heap[b].deadline || (heap[a].deadline == heap[b].deadline && heap[a].id < heap[b].id)
+        let x = Int(heap[a]), y = Int(heap[b])
+        let dx = slots[x].deadline, dy = slots[y].deadline
+        return dx < dy || (dx == dy && slots[x].sequence < slots[y].sequence)
+    }
+
+    private mutating func swapEntries(_ a: Int, _ b: Int) {
+        heap.swapAt(a, b)
+        slots[Int(heap[a])].position = a
+        slots[Int(heap[b])].position = b
     }
 
     private mutating func siftUp(_ index: Int) {
@@ -74,7 +127,7 @@ struct TimerHeap {
         while i > 0 {
             let parent = (i - 1) / 2
             if !less(i, parent) { return }
-            heap.swapAt(i, parent)
+            swapEntries(i, parent)
             i = parent
         }
     }
@@ -87,7 +140,7 @@ struct TimerHeap {
             if l < heap.count && less(l, smallest) { smallest = l }
             if r < heap.count && less(r, smallest) { smallest = r }
             if smallest == i { return }
-            heap.swapAt(i, smallest)
+            swapEntries(i, smallest)
             i = smallest
         }
     }

@@ -30,9 +30,16 @@ final class Listener: Selectable {
         get throws(SystemError) { try Sys.localAddress(fd) }
     }
 
-    func register() {
+    /// Starts accepting on the loop (loop only). Refused once the loop is shutting down; an epoll error reaches
+    /// the caller.
+    func register() throws(ReactorError) {
         loop.preconditionInLoop()
-        registration = try? loop.register(fd: fd, events: Epoll.input, self)
+        guard !loop.isStopping else { throw .poolShutdown }
+        do {
+            registration = try loop.register(fd: fd, events: Epoll.input, self)
+        } catch {
+            throw .system(error)
+        }
         loop.listeners.append(self)
     }
 
@@ -53,8 +60,17 @@ final class Listener: Selectable {
                 continue
             }
             guard let accepted else { return }
+            if let admission = loop.admission, !admission.admit() {
+                // The pool is at maxConnections: closed at once (a reset, so no TIME_WAIT is left here), counted.
+                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+                _ = setsockopt(accepted.raw, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+                accepted.close()
+                loop.counters.connectionsRefused += 1
+                continue
+            }
             try? Sys.setOption(accepted.raw, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
             let connection = Connection(id: Connection.nextID(), descriptor: accepted, loop: loop, connecting: false)
+            connection.admitted = loop.admission != nil
             connection.start(handler: factory(connection), connectTimeout: nil)
         }
     }

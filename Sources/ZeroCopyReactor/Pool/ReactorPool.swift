@@ -8,15 +8,17 @@ public final class ReactorPool: Sendable {
     public let loops: [EventLoop]
     public let configuration: ReactorConfiguration
     private let nextLoop = Atomic<Int>(0)
-    private let state = Locked<(shutDown: Bool, listening: [SocketAddress])>((false, []))
+    private let state = Locked<(shutDown: Bool, listening: [SocketAddress], onShutdown: [@Sendable () -> Void])>(
+        (false, [], []))
 
     /// Starts the loops' threads.
     public init(configuration: ReactorConfiguration = ReactorConfiguration()) throws(ReactorError) {
         try configuration.validate()
         self.configuration = configuration
+        let admission = configuration.maxConnections.map { ConnectionAdmission(limit: $0) }
         var loops: [EventLoop] = []
         for i in 0..<configuration.loops {
-            loops.append(try EventLoop(index: i, configuration: configuration))
+            loops.append(try EventLoop(index: i, configuration: configuration, admission: admission))
         }
         self.loops = loops
         for loop in loops { loop.start() }
@@ -41,9 +43,28 @@ public final class ReactorPool: Sendable {
             for l in listeners { l.close() }
             throw .system(error)
         }
+        // Register on every loop; if one refuses (the pool began shutting down, or epoll failed), undo the others.
+        var failure: ReactorError?
         for (loop, l) in zip(loops, listeners) {
             nonisolated(unsafe) let listener = l
-            _ = loop.submitAndWait { listener.register() }
+            let result = loop.submitAndWait { () -> Result<Void, ReactorError> in
+                Result { () throws(ReactorError) in try listener.register() }
+            } ?? .failure(.poolShutdown)
+            if case .failure(let e) = result { failure = e; break }
+        }
+        if let failure {
+            for (loop, l) in zip(loops, listeners) {
+                nonisolated(unsafe) let listener = l
+                let undone = loop.submitAndWait { () -> Bool in
+                    listener.close()
+                    loop.listeners.removeAll { $0 === listener }
+                    return true
+                }
+                if undone == nil {
+                    listener.close()  // the loop has stopped: nothing else touches the listener now
+                }
+            }
+            throw failure
         }
         let bound = address
         state.withLock { $0.listening.append(bound) }
@@ -93,11 +114,30 @@ public final class ReactorPool: Sendable {
         return connection
     }
 
-    /// The counters of every loop (taken on each loop; after shutdown, as they were when it stopped).
+    /// The counters of every loop. From a thread outside the pool they are taken on each loop (exact at that
+    /// moment); on a loop's thread its own are exact and the others' are as of the end of their last iteration, so
+    /// no loop ever waits for another. After shutdown, as they were when each loop stopped.
     public func counters() -> [LoopCounters] {
-        loops.map { loop in
-            loop.submitAndWait { loop.snapshot() } ?? loop.finalCounters.withLock { $0 } ?? LoopCounters()
+        let onLoop = PosixThread.currentLoop != nil
+        return loops.map { loop in
+            if loop.inLoop { return loop.snapshot() }
+            if onLoop || loop.stopped { return loop.publishedCounters() }
+            return loop.submitAndWait { loop.snapshot() } ?? loop.publishedCounters()
         }
+    }
+
+    /// Slices handed to any connection in this process and not yet released (queued, or being written). 0 once
+    /// every connection has ended: the check that each slice was released.
+    public static var slicesOutstandingInProcess: Int { NodePool.outstandingInProcess }
+
+    /// Runs `body` when shutdown begins (at once if it has begun).
+    func whenShuttingDown(_ body: @escaping @Sendable () -> Void) {
+        let now = state.withLock { s -> Bool in
+            if s.shutDown { return true }
+            s.onShutdown.append(body)
+            return false
+        }
+        if now { body() }
     }
 
     /// Stops accepting on every loop, closes every connection gracefully (queued bytes are sent), aborts what is
@@ -109,6 +149,7 @@ public final class ReactorPool: Sendable {
             return !s.shutDown
         }
         guard first else { return }
+        for body in state.withLock({ s in defer { s.onShutdown = [] }; return s.onShutdown }) { body() }
         let deadline = EventLoop.now() + timeoutNanos
         configuration.logger.info("reactor pool shutting down")
         for loop in loops { loop.beginShutdown(deadline: deadline) }

@@ -51,6 +51,30 @@ public struct BuiltinServer: Sendable {
     }
 }
 
+extension BuiltinServer {
+    /// Serves this mode through the async face (`ReactorPool.serve`), with the same bytes on the wire as the
+    /// callback handlers: echo writes back each inbound slice (waiting while the peer does not read), sink reads
+    /// and drops, blast writes the pattern and returns (a graceful close). Returns when the pool shuts down.
+    public func serveAsync(on pool: ReactorPool, host: String, port: Int,
+                           onListening: @Sendable (SocketAddress) -> Void = { _ in }) async throws {
+        try await pool.serve(host: host, port: port, onListening: onListening) { [self] c in
+            switch mode {
+            case .echo:
+                for try await slice in c.inbound { try await c.write(slice) }
+            case .sink:
+                for try await _ in c.inbound {}
+            case .blast:
+                var sent = 0
+                while sent < blastBytes {
+                    let n = min(payload.sliceBytes, blastBytes - sent)
+                    try await c.write(payload.slice(streamOffset: sent, count: n))
+                    sent += n
+                }
+            }
+        }
+    }
+}
+
 /// Writes back what it reads: the filled read buffer itself becomes the slice. Stops reading while the peer
 /// does not read its echoes (the connection is above its high watermark).
 public final class EchoHandler: ConnectionHandler {
@@ -77,6 +101,8 @@ public final class SinkHandler: ConnectionHandler {
 }
 
 /// Sends `total` bytes of the blast pattern, as much as the watermarks allow at a time, then closes gracefully.
+/// The peer's end of input and the pool's drain do not cut it short (the default `closeAfterOutput` lets it go on
+/// answering writability until everything is sent); the drain's deadline aborts it with a reset.
 public final class BlastHandler: ConnectionHandler {
     let payload: BlastPayload
     let total: Int

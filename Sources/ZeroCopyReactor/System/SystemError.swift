@@ -40,6 +40,14 @@ public enum ReactorError: Error, Hashable, Sendable, CustomStringConvertible {
     case connectTimeout
     /// An argument was out of range; the text says which and why.
     case invalidArgument(String)
+    /// Nothing was read or written for the connection's idle timeout; it was closed.
+    case idleTimeout
+    /// Bytes were pending and the kernel took none of them for the write-stall timeout; it was aborted (reset).
+    case writeStalled
+    /// A graceful close did not finish within the close deadline; it was aborted (reset).
+    case closeTimeout
+    /// A second task iterated an inbound sequence while another was waiting on it: one consumer at a time.
+    case concurrentConsumers
 
     public var description: String {
         switch self {
@@ -51,6 +59,10 @@ public enum ReactorError: Error, Hashable, Sendable, CustomStringConvertible {
         case .poolShutdown: return "reactor pool is shut down"
         case .connectTimeout: return "connect timed out"
         case .invalidArgument(let why): return "invalid argument: \(why)"
+        case .idleTimeout: return "idle timeout: nothing read or written"
+        case .writeStalled: return "write stalled: the peer took no bytes for the write-stall timeout"
+        case .closeTimeout: return "close timed out: the graceful close did not finish by its deadline"
+        case .concurrentConsumers: return "an inbound sequence has one consumer at a time"
         }
     }
 

@@ -6,8 +6,12 @@
 //   is released;
 // - a free node has only its `next` field initialized (the free-list link);
 // - a node always returns to the pool it came from (`home`), through that pool's lock-free return stack when
-//   the releasing thread is not the pool's own.
+//   the releasing thread is not the pool's own;
+// - a pool is never freed: when its thread exits it becomes an orphan, and the next thread that needs a pool
+//   adopts it (its free nodes, and the nodes still queued that will come back to it), so threads that come and go
+//   do not leave pools behind.
 import CZeroCopyShims
+import Glibc
 import Synchronization
 
 struct SliceNode {
@@ -42,17 +46,57 @@ final class NodePool: @unchecked Sendable {
     private let returned = Atomic<UInt>(0)
     /// Nodes allocated over the pool's life (owner thread only; for tests and reports).
     private(set) var allocatedNodes = 0
+    /// Nodes taken and nodes given back, to tell how many slices are still queued anywhere. The owner's own counts
+    /// are written by the owner alone (relaxed load and store: no read-modify-write on the hot path); other threads'
+    /// returns use an atomic add beside the return stack they already touch. Exact whenever the process is quiet.
+    private let takenCount = Atomic<Int>(0)
+    private let returnedHere = Atomic<Int>(0)
+    private let returnedElsewhere = Atomic<Int>(0)
 
-    /// The calling thread's pool, created on first use. Pools live as long as the process
-    /// (a thread that exits leaves its pool, and its nodes, to be reachable by nodes still queued).
+    /// Slices taken from this pool and not yet released.
+    var outstanding: Int {
+        takenCount.load(ordering: .relaxed) - returnedHere.load(ordering: .relaxed)
+            - returnedElsewhere.load(ordering: .relaxed)
+    }
+
+    /// Every pool ever made, and those whose thread has exited (waiting to be adopted). Pools are never freed.
+    private static let registry = Locked<(all: [Unmanaged<NodePool>], orphans: [Unmanaged<NodePool>])>(([], []))
+
+    /// Pools made over the process's life (for tests: threads that come and go must not make this grow).
+    static var poolCount: Int { registry.withLock { $0.all.count } }
+
+    /// Slices queued and not yet released, in the whole process (all pools).
+    static var outstandingInProcess: Int { registry.withLock { $0.all.reduce(0) { $0 + $1.takeUnretainedValue().outstanding } } }
+
+    /// The key whose destructor turns an exiting thread's pool into an orphan.
+    private static let exitKey: pthread_key_t = {
+        var key = pthread_key_t()
+        let rc = pthread_key_create(&key) { raw in
+            guard let raw else { return }
+            // The thread is exiting: nothing of it runs any more, so its pool's owner-only state is handed over
+            // whole; the registry's lock orders it before the adopter's first use.
+            let pool = Unmanaged<NodePool>.fromOpaque(raw)
+            NodePool.registry.withLock { $0.orphans.append(pool) }
+        }
+        precondition(rc == 0, "pthread_key_create failed: \(rc)")
+        return key
+    }()
+
+    /// The calling thread's pool, created (or adopted from an exited thread) on first use.
     static var current: NodePool { currentUnmanaged.takeUnretainedValue() }
 
-    /// The calling thread's pool without a strong reference: the thread slot holds one for the life of the process,
+    /// The calling thread's pool without a strong reference: the registry holds one for the life of the process,
     /// so hot paths use it through `_withUnsafeGuaranteedRef` and skip a retain/release pair per slice.
     static var currentUnmanaged: Unmanaged<NodePool> {
         if let raw = zcr_thread_slot() { return Unmanaged<NodePool>.fromOpaque(raw) }
-        let pool = Unmanaged.passRetained(NodePool())
+        let pool = registry.withLock { r -> Unmanaged<NodePool> in
+            if let orphan = r.orphans.popLast() { return orphan }
+            let pool = Unmanaged.passRetained(NodePool())
+            r.all.append(pool)
+            return pool
+        }
         zcr_set_thread_slot(pool.toOpaque())
+        pthread_setspecific(exitKey, pool.toOpaque())
         return pool
     }
 
@@ -70,6 +114,7 @@ final class NodePool: @unchecked Sendable {
 
     /// A free node, its fields uninitialized but `next`. Owner thread only.
     private func takeNode() -> NodePointer {
+        takenCount.store(takenCount.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
         let node = free ?? takeReturned() ?? grow()
         free = node.pointer(to: \.next)!.pointee
         return node
@@ -101,6 +146,7 @@ final class NodePool: @unchecked Sendable {
             home._withUnsafeGuaranteedRef { pool in
                 node.pointer(to: \.next)!.initialize(to: pool.free)
                 pool.free = node
+                pool.returnedHere.store(pool.returnedHere.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
             }
         } else {
             home._withUnsafeGuaranteedRef { $0.giveBack(node) }
@@ -113,8 +159,9 @@ final class NodePool: @unchecked Sendable {
             node.pointer(to: \.next)!.initialize(to: NodePointer(bitPattern: old))
             let (exchanged, current) = returned.compareExchange(
                 expected: old, desired: UInt(bitPattern: node), successOrdering: .releasing, failureOrdering: .relaxed)
-            if exchanged { return }
+            if exchanged { break }
             old = current
         }
+        returnedElsewhere.wrappingAdd(1, ordering: .relaxed)
     }
 }
