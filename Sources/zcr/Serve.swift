@@ -1,4 +1,5 @@
 // `zcr serve`: the reactor pool as a real server in echo, sink or blast mode, until SIGINT or SIGTERM.
+// Run-time failures are one line on stderr and exit 1.
 import ArgumentParser
 import Glibc
 import Logging
@@ -21,12 +22,15 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
+        guard threads <= 1024 else { throw ValidationError("--threads must be at most 1024, not \(threads)") }
         guard blastBytes >= 0 else { throw ValidationError("--blast-bytes must not be negative") }
         guard sliceBytes >= 1 else { throw ValidationError("--slice-bytes must be at least 1") }
         if let b = sendBuffer, b < 1 { throw ValidationError("--send-buffer must be at least 1, not \(b)") }
         if let b = receiveBuffer, b < 1 { throw ValidationError("--receive-buffer must be at least 1, not \(b)") }
     }
 
+    /// Bad options exit 64 with usage (ValidationError, from `validate`); a failure at run time (the port is taken,
+    /// no descriptors) prints one line on stderr and exits 1.
     func run() throws {
         let signals = Signals.blockTermination()
         var configuration = ReactorConfiguration(loops: threads)
@@ -34,14 +38,22 @@ struct Serve: ParsableCommand {
         configuration.socketReceiveBuffer = receiveBuffer
         configuration.logger = Logger(label: "zcr serve", factory: { StreamLogHandler.standardError(label: $0) })
         configuration.logger.logLevel = .warning  // accept trouble and the like; stdout stays the command's own
-        let pool = try ReactorPool(configuration: configuration)
+        let pool: ReactorPool
+        do {
+            pool = try ReactorPool(configuration: configuration)
+        } catch {
+            Output.error("zcr serve: cannot start the reactor pool: \(error)")
+            throw ExitCode.failure
+        }
         let server = BuiltinServer(mode: ServeMode(rawValue: mode.rawValue)!, blastBytes: blastBytes, sliceBytes: sliceBytes)
         let address: SocketAddress
         do {
             address = try pool.listen(host: host, port: port, handler: server.handler(for:))
         } catch {
             pool.shutdown()
-            throw ValidationError("cannot listen on \(host):\(port): \(error)")
+            let place = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+            Output.error("zcr serve: cannot listen on \(place): \(error)")
+            throw ExitCode.failure
         }
         Output.line("listening on \(address) (\(threads) loops)")
         let signal = signals.wait()

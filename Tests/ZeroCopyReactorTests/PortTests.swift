@@ -1,5 +1,5 @@
 // A pool's listen refuses a port another socket holds, although its own sockets set SO_REUSEPORT: another pool, a
-// plain socket. Sharing is opt-in (sharePortWithOtherProcesses). Every port comes from the
+// plain socket, another `zcr serve`. Sharing is opt-in (sharePortWithOtherProcesses). Every port comes from the
 // kernel (port 0 first), so parallel tests never collide.
 import Foundation
 import Glibc
@@ -119,5 +119,23 @@ import Testing
         defer { second.shutdown() }
         #expect(try second.listen(host: "127.0.0.1", port: address.port) { _ in EchoHandler() } == address)
         #expect(try echo("again", via: address) == "again")
+    }
+
+    // MARK: zcr serve
+
+    @Test func aSecondZcrServeOnTheSamePortExitsOneWithOneLine() throws {
+        let zcr = try Zcr.path()
+        let first = try ChildProcess([zcr, "serve", "--port", "0", "--threads", "2"])
+        let line = try first.readLine(timeout: 60)
+        let port = try #require(Int(line.split(separator: ":")[1].split(separator: " ")[0]), "first line: \(line)")
+        let second = try ChildProcess.run([zcr, "serve", "--port", "\(port)", "--threads", "2"], timeout: 60)
+        #expect(second.termination == .exited(1))
+        #expect(second.stdoutText == "")
+        #expect(second.stderrText
+            == "zcr serve: cannot listen on 127.0.0.1:\(port): bind: Address already in use (errno 98)\n")
+        first.signal(SIGTERM)
+        let end = try first.finish(timeout: 60)
+        #expect(end.termination == .exited(0))
+        #expect(end.stdoutText.hasPrefix("signal 15: shutting down\n"))
     }
 }

@@ -87,16 +87,45 @@ import Testing
         #expect(try stop(blast).contains("copied 0 B"))
     }
 
+    /// Bad option values are usage errors: exit 64, ArgumentParser's one "Error:" line (then its usage lines).
     @Test(arguments: [
         (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "1025"], "--threads must be at most 1024, not 1025"),
         (["--send-buffer", "0"], "--send-buffer must be at least 1, not 0"),
         (["--receive-buffer=-1"], "--receive-buffer must be at least 1, not -1"),
     ])
-    func badArgumentsGetOneClearLineAndANonZeroExit(arguments: [String], message: String) throws {
+    func badArgumentsGetOneClearLineAndExit64(arguments: [String], message: String) throws {
         let zcr = try #require(Self.zcrPath)
         let run = try ChildProcess.run([zcr, "serve"] + arguments, timeout: 60)
-        #expect(run.status != 0)
-        #expect(run.stderrText.contains(message))
+        #expect(run.termination == .exited(64))
+        let lines = run.stderrText.split(separator: "\n")
+        #expect(lines.first == "Error: \(message)"[...])
+        #expect(lines.filter { $0.hasPrefix("Error:") }.count == 1)
+        #expect(run.stdoutText == "")
+    }
+
+    /// A failure at run time is not a usage error: one line on stderr, no usage text, exit 1.
+    @Test func aPortInUseIsOneLineOnStderrAndExitOne() throws {
+        let zcr = try #require(Self.zcrPath)
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(bound == 0 && listen(holder, 16) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+
+        let run = try ChildProcess.run([zcr, "serve", "--port", "\(port)", "--threads", "2"], timeout: 60)
+        #expect(run.termination == .exited(1))
+        #expect(run.stderrText == "zcr serve: cannot listen on 127.0.0.1:\(port): bind: Address already in use (errno 98)\n")
+        #expect(run.stdoutText == "")
     }
 
     /// With a send buffer far smaller than what it sends (the library's own tests check that the size reaches the
