@@ -353,10 +353,11 @@ public final class EventLoop: @unchecked Sendable {
     // MARK: shutdown
 
     /// Starts a graceful stop: no more accepts, every connection closes after flushing what it has queued;
-    /// whatever is still open at `deadline` is aborted.
+    /// whatever is still open at `deadline` is aborted. Called again, the earliest deadline wins (so a cut-short
+    /// drain stays short whatever order the calls reach the loop in).
     func beginShutdown(deadline: UInt64) {
         execute { [self] in
-            shutdownDeadline = deadline
+            shutdownDeadline = min(shutdownDeadline ?? deadline, deadline)
             stopping.store(true, ordering: .releasing)
             for l in listeners { l.close() }
             listeners.removeAll()
