@@ -114,7 +114,9 @@ import Testing
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         try #require(bound == 0 && listen(holder, 16) == 0)
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)
@@ -125,7 +127,8 @@ import Testing
 
         let run = try ChildProcess.run([zcr, "serve", "--port", "\(port)", "--threads", "2"], timeout: 60)
         #expect(run.termination == .exited(1))
-        #expect(run.stderrText == "zcr serve: cannot listen on 127.0.0.1:\(port): bind: Address already in use (errno 98)\n")
+        #expect(run.stderrText
+            == "zcr serve: cannot listen on 127.0.0.1:\(port): bind: Address already in use (errno 98)\n")
         #expect(run.stdoutText == "")
     }
 
@@ -187,7 +190,7 @@ import Testing
     /// Linux < 5.11 as strace shows it to zcr: every epoll_pwait2 fails with ENOSYS (injection only applies to traced
     /// calls, so the trace is epoll_pwait2 and its lines land on stderr). The loops fall back to epoll_wait after one
     /// failed call each at most, echo exact bytes, and SIGTERM (to zcr, not to strace) ends them cleanly.
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "needs strace to inject ENOSYS"))
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "needs strace for ENOSYS"))
     func serveRunsOnEpollWaitWhenEpollPwait2IsMissing() throws {
         let zcr = try #require(Self.zcrPath)
         let strace = try ChildProcess([
@@ -199,7 +202,7 @@ import Testing
         let port = try #require(Int(line.split(separator: ":")[1].split(separator: " ")[0]))
         // zcr is strace's only child (strace forks it, then traces it).
         let children = try String(contentsOfFile: "/proc/\(strace.pid)/task/\(strace.pid)/children", encoding: .utf8)
-        let zcrPID = try #require(Int32(children.trimmingCharacters(in: .whitespacesAndNewlines)), "children: \(children)")
+        let zcrPID = try #require(Int32(children.trimmingCharacters(in: .whitespacesAndNewlines)), "\(children)")
 
         var random = TestRandom(seed: 5)
         let data = random.bytes(300_000)
@@ -221,7 +224,8 @@ import Testing
         let results = lines.filter { $0.contains("epoll_pwait2") && $0.contains(") = ") }
         #expect((1...2).contains(calls.count), "\(end.stderrText)")
         #expect(results.count == calls.count, "\(end.stderrText)")
-        #expect(results.allSatisfy { $0.hasSuffix(" = -1 ENOSYS (Function not implemented) (INJECTED)") }, "\(end.stderrText)")
+        let injected = " = -1 ENOSYS (Function not implemented) (INJECTED)"
+        #expect(results.allSatisfy { $0.hasSuffix(injected) }, "\(end.stderrText)")
     }
 
     /// With a send buffer far smaller than what it sends (the library's own tests check that the size reaches the

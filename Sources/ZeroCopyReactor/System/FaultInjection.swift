@@ -7,7 +7,8 @@ import Synchronization
 
 /// The calls that go through `Sys` and can be faulted.
 public enum SyscallName: String, Sendable, CaseIterable {
-    case read, send, sendmsg, accept, connect, socket, bind, listen, setsockopt, getsockopt, getsockname, shutdown, close
+    case read, send, sendmsg, accept, connect, socket, bind, listen, shutdown, close
+    case setsockopt, getsockopt, getsockname
     /// The loop's wait: `epollPwait2` while the kernel has it, `epollWait` once Sys fell back (see `Sys.epollWait`).
     case epollPwait2 = "epoll_pwait2", epollWait = "epoll_wait"
     case epollCreate = "epoll_create", epollCtl = "epoll_ctl", eventfd

@@ -194,14 +194,17 @@ enum Sys {
 
     /// Waits at most `timeoutNanos` (negative: forever) for events; returns how many were stored in `events`.
     /// EINTR counts as a timeout (0 events): the loop recomputes its timeout and waits again.
-    static func epollWait(_ epfd: Int32, _ events: UnsafeMutableBufferPointer<zcr_epoll_event>, timeoutNanos: Int64) throws(SystemError) -> Int {
+    static func epollWait(
+        _ epfd: Int32, _ events: UnsafeMutableBufferPointer<zcr_epoll_event>, timeoutNanos: Int64
+    ) throws(SystemError) -> Int {
         if flavor.load(ordering: .relaxed) != EpollWaitFlavor.plain.rawValue {
             do {
                 let result = try call(.epollPwait2, fd: epfd) { _ in
                     zcr_epoll_pwait2(epfd, events.baseAddress, Int32(events.count), timeoutNanos)
                 }
-                _ = flavor.compareExchange(expected: EpollWaitFlavor.undetected.rawValue, desired: EpollWaitFlavor.pwait2.rawValue,
-                                           ordering: .relaxed)
+                _ = flavor.compareExchange(
+                    expected: EpollWaitFlavor.undetected.rawValue, desired: EpollWaitFlavor.pwait2.rawValue,
+                    ordering: .relaxed)
                 switch result {
                 case .processed(let n): return Int(n)
                 case .wouldBlock: return 0
@@ -211,7 +214,10 @@ enum Sys {
             }
         }
         let ms = epollMilliseconds(timeoutNanos)
-        switch try call(.epollWait, fd: epfd, { _ in zcr_epoll_wait_ms(epfd, events.baseAddress, Int32(events.count), ms) }) {
+        let result = try call(.epollWait, fd: epfd) { _ in
+            zcr_epoll_wait_ms(epfd, events.baseAddress, Int32(events.count), ms)
+        }
+        switch result {
         case .processed(let n): return Int(n)
         case .wouldBlock: return 0
         }
