@@ -17,18 +17,32 @@ int zcr_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data) {
     return epoll_ctl(epfd, op, fd, &ev);
 }
 
-int zcr_epoll_wait(int epfd, zcr_epoll_event *out, int max, int64_t timeout_ns) {
-    struct epoll_event evs[256];
-    if (max > 256) max = 256;
-    int n;
-    if (timeout_ns < 0) {
-        n = epoll_pwait2(epfd, evs, max, NULL, NULL);
-    } else {
-        struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
-        n = epoll_pwait2(epfd, evs, max, &ts, NULL);
-    }
+static int copy_events(zcr_epoll_event *out, const struct epoll_event *evs, int n) {
     for (int i = 0; i < n; i++) { out[i].events = evs[i].events; out[i].data = evs[i].data.u64; }
     return n;
+}
+
+int zcr_epoll_pwait2(int epfd, zcr_epoll_event *out, int max, int64_t timeout_ns) {
+#ifdef SYS_epoll_pwait2
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    struct timespec ts = { .tv_sec = timeout_ns / 1000000000, .tv_nsec = timeout_ns % 1000000000 };
+    // The raw system call, not glibc's wrapper (glibc 2.35+ only), so the package builds and runs on older glibc.
+    // No signal mask: the sigset size is then not checked, but pass the kernel's (8 bytes) as glibc does.
+    int n = (int)syscall(SYS_epoll_pwait2, epfd, evs, max, timeout_ns < 0 ? NULL : &ts, NULL, (size_t)8);
+    return n < 0 ? n : copy_events(out, evs, n);
+#else
+    (void)epfd; (void)out; (void)max; (void)timeout_ns;
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
+int zcr_epoll_wait_ms(int epfd, zcr_epoll_event *out, int max, int timeout_ms) {
+    struct epoll_event evs[256];
+    if (max > 256) max = 256;
+    int n = epoll_wait(epfd, evs, max, timeout_ms);
+    return n < 0 ? n : copy_events(out, evs, n);
 }
 
 int zcr_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }

@@ -3,6 +3,7 @@
 import Foundation
 import Glibc
 import Testing
+@testable import ZeroCopyReactor
 
 @Suite(.timeLimit(.minutes(2))) struct ServeCommandTests {
     /// The zcr binary built beside the test bundle.
@@ -87,16 +88,144 @@ import Testing
         #expect(try stop(blast).contains("copied 0 B"))
     }
 
+    /// Bad option values are usage errors: exit 64, ArgumentParser's one "Error:" line (then its usage lines).
     @Test(arguments: [
         (["--threads", "0"], "--threads must be at least 1"),
+        (["--threads", "1025"], "--threads must be at most 1024, not 1025"),
         (["--send-buffer", "0"], "--send-buffer must be at least 1, not 0"),
         (["--receive-buffer=-1"], "--receive-buffer must be at least 1, not -1"),
     ])
-    func badArgumentsGetOneClearLineAndANonZeroExit(arguments: [String], message: String) throws {
+    func badArgumentsGetOneClearLineAndExit64(arguments: [String], message: String) throws {
         let zcr = try #require(Self.zcrPath)
         let run = try ChildProcess.run([zcr, "serve"] + arguments, timeout: 60)
-        #expect(run.status != 0)
-        #expect(run.stderrText.contains(message))
+        #expect(run.termination == .exited(64))
+        let lines = run.stderrText.split(separator: "\n")
+        #expect(lines.first == "Error: \(message)"[...])
+        #expect(lines.filter { $0.hasPrefix("Error:") }.count == 1)
+        #expect(run.stdoutText == "")
+    }
+
+    /// A failure at run time is not a usage error: one line on stderr, no usage text, exit 1.
+    @Test func aPortInUseIsOneLineOnStderrAndExitOne() throws {
+        let zcr = try #require(Self.zcrPath)
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(holder, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        try #require(bound == 0 && listen(holder, 16) == 0)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(holder, $0, &length) }
+        }
+        let port = Int(UInt16(bigEndian: address.sin_port))
+
+        let run = try ChildProcess.run([zcr, "serve", "--port", "\(port)", "--threads", "2"], timeout: 60)
+        #expect(run.termination == .exited(1))
+        #expect(run.stderrText
+            == "zcr serve: cannot listen on 127.0.0.1:\(port): bind: Address already in use (errno 98)\n")
+        #expect(run.stdoutText == "")
+    }
+
+    /// `zcr serve | head -1`: the reader of stdout goes away after the first line. The lines printed at shutdown then
+    /// fail with EPIPE, which must neither kill zcr (SIGPIPE, exit 141) nor change its exit status. Python's Popen
+    /// gives the child SIGPIPE's default disposition, as a shell pipeline does.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs Python 3 for Popen"))
+    func aClosedStdoutNeitherKillsServeNorChangesItsExitStatus() throws {
+        let zcr = try #require(Self.zcrPath)
+        let script = """
+            import signal, subprocess, sys
+            p = subprocess.Popen([sys.argv[1], "serve", "--port", "0", "--threads", "2"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            first = p.stdout.readline().decode().strip()
+            p.stdout.close()
+            p.send_signal(signal.SIGTERM)
+            err = p.stderr.read().decode()
+            print(p.wait(timeout=60)); print(first); print(repr(err))
+            """
+        let out = try ChildProcess.run([Self.python, "-c", script, zcr], timeout: 60)
+        let lines = out.stdoutText.split(separator: "\n")
+        #expect(lines.count == 3, "\(out.stdoutText)")
+        #expect(lines.first == "0")
+        #expect(lines.dropFirst().first?.hasPrefix("listening on 127.0.0.1:") == true)
+        #expect(lines.last == "''")
+    }
+
+    /// SIGTERM starts a graceful drain (5 s by default) that a client which never reads would fill to the end; a
+    /// second SIGTERM aborts that connection at once: zcr exits 0 within a deadline far below 5 s, and the client
+    /// sees a reset, not an end of stream.
+    @Test func aSecondSignalCutsTheDrainShortAndResetsTheConnection() throws {
+        // Small kernel buffers on both sides (and no autotuning), so that they fill with far less than the 64 KiB
+        // blast queues before its first flush: the drain then has bytes left that can never go out.
+        let (server, port) = try serve(["--mode", "blast", "--blast-bytes", "1073741824", "--send-buffer", "4096"])
+        let peer = try RawPeer(connectingTo: try SocketAddress(host: "127.0.0.1", port: port), receiveBuffer: 4096)
+        // The first bytes prove the blast is under way; from here on the peer reads nothing until the end.
+        #expect(peer.read(exactly: 1000).count == 1000)
+        server.signal(SIGTERM)
+        #expect(try server.readLine(timeout: 30) == "signal 15: shutting down")
+        let second = EventLoop.now()
+        server.signal(SIGTERM)
+        let end = try server.finish(timeout: 3)
+        #expect(EventLoop.now() - second < 3_000_000_000)
+        #expect(end.termination == .exited(0))
+        #expect(end.stdoutText.hasPrefix("second signal 15: aborting 1 connection(s)\n"), "\(end.stdoutText)")
+
+        // What the kernel had buffered for the peer, then ECONNRESET (a graceful close would end with recv == 0).
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var result = 0
+        var failure: Int32 = 0
+        repeat {
+            result = buffer.withUnsafeMutableBytes { recv(peer.fd, $0.baseAddress, $0.count, 0) }
+            failure = result < 0 ? errno : 0
+        } while result > 0 || failure == EINTR
+        #expect(result == -1)
+        #expect(failure == ECONNRESET)
+    }
+
+    /// Linux < 5.11 as strace shows it to zcr: every epoll_pwait2 fails with ENOSYS (injection only applies to traced
+    /// calls, so the trace is epoll_pwait2 and its lines land on stderr). The loops fall back to epoll_wait after one
+    /// failed call each at most, echo exact bytes, and SIGTERM (to zcr, not to strace) ends them cleanly.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/strace"), "needs strace for ENOSYS"))
+    func serveRunsOnEpollWaitWhenEpollPwait2IsMissing() throws {
+        let zcr = try #require(Self.zcrPath)
+        let strace = try ChildProcess([
+            "/usr/bin/strace", "-f", "-qq", "-e", "trace=epoll_pwait2", "-e", "inject=epoll_pwait2:error=ENOSYS",
+            zcr, "serve", "--port", "0", "--threads", "2",
+        ])
+        let line = try strace.readLine(timeout: 60)
+        #expect(line.hasPrefix("listening on 127.0.0.1:"), "first line: \(line)")
+        let port = try #require(Int(line.split(separator: ":")[1].split(separator: " ")[0]))
+        // zcr is strace's only child (strace forks it, then traces it).
+        let children = try String(contentsOfFile: "/proc/\(strace.pid)/task/\(strace.pid)/children", encoding: .utf8)
+        let zcrPID = try #require(Int32(children.trimmingCharacters(in: .whitespacesAndNewlines)), "\(children)")
+
+        var random = TestRandom(seed: 5)
+        let data = random.bytes(300_000)
+        let peer = try RawPeer(connectingTo: try SocketAddress(host: "127.0.0.1", port: port))
+        let reader = Box<[UInt8]>()
+        runThread { reader.set(peer.read(exactly: data.count)) }
+        peer.send(data)
+        #expect(reader.wait() == data)
+
+        #expect(kill(zcrPID, SIGTERM) == 0)
+        let end = try strace.finish(timeout: 60)
+        #expect(end.termination == .exited(0))  // strace exits with its tracee's status
+        #expect(end.stdoutText.hasPrefix("signal 15: shutting down\n"))
+        #expect(end.stdoutText.contains("read 300000 B, wrote 300000 B"))
+        // Two loops' calls can interleave ("epoll_pwait2(... <unfinished ...>", then "<... epoll_pwait2 resumed>"):
+        // count the calls where they start, and check every result where it is printed.
+        let lines = end.stderrText.split(separator: "\n")
+        let calls = lines.filter { $0.contains("epoll_pwait2(") }
+        let results = lines.filter { $0.contains("epoll_pwait2") && $0.contains(") = ") }
+        #expect((1...2).contains(calls.count), "\(end.stderrText)")
+        #expect(results.count == calls.count, "\(end.stderrText)")
+        let injected = " = -1 ENOSYS (Function not implemented) (INJECTED)"
+        #expect(results.allSatisfy { $0.hasSuffix(injected) }, "\(end.stderrText)")
     }
 
     /// With a send buffer far smaller than what it sends (the library's own tests check that the size reaches the

@@ -1,5 +1,5 @@
 // The C side of the syscall layer: thin declarations Swift cannot import as-is
-// (the packed epoll_event, epoll_pwait2), errno access, one thread-local slot,
+// (the packed epoll_event, epoll_pwait2 as a raw syscall), errno access, one thread-local slot,
 // and jemalloc's mallctl found at run time. No logic lives here.
 #ifndef CZEROCOPYSHIMS_H
 #define CZEROCOPYSHIMS_H
@@ -14,8 +14,12 @@
 typedef struct { uint32_t events; uint64_t data; } zcr_epoll_event;
 int zcr_epoll_create(void);
 int zcr_epoll_ctl(int epfd, int op, int fd, uint32_t events, uint64_t data);
-// Waits at most timeout_ns (negative: forever); fills up to max events. Returns count or -1 (errno).
-int zcr_epoll_wait(int epfd, zcr_epoll_event *events, int max, int64_t timeout_ns);
+// Both fill up to max (at most 256) events and return their count, or -1 with errno.
+// epoll_pwait2 (Linux 5.11+): waits at most timeout_ns, negative: forever. ENOSYS where the kernel (or the headers
+// this was built with) lacks it; seccomp profiles older than the call may answer EPERM instead.
+int zcr_epoll_pwait2(int epfd, zcr_epoll_event *events, int max, int64_t timeout_ns);
+// epoll_wait (every Linux): waits at most timeout_ms, -1: forever. Sys rounds nanoseconds up to milliseconds.
+int zcr_epoll_wait_ms(int epfd, zcr_epoll_event *events, int max, int timeout_ms);
 
 int zcr_eventfd(void);
 int zcr_accept(int fd);  // accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC

@@ -502,12 +502,10 @@ public final class EventLoop: @unchecked Sendable {
 
     // MARK: shutdown
 
-    /// Starts a graceful stop: no more accepts, every connection closes after flushing what it has queued;
-    /// whatever is still open at `deadline` is aborted.
     /// Starts a graceful stop: no more accepts, and every connection is asked to drain (its handler's
     /// `connectionWillDrain`, by default a close once its output is sent); whatever is still open at `deadline` is
-    /// aborted, so its peer sees a reset, never a clean end after partial output. Called again with an earlier
-    /// deadline, it moves the deadline (a second signal cuts the drain short).
+    /// aborted, so its peer sees a reset, never a clean end after partial output. Called again, the earliest
+    /// deadline wins (a second signal cuts the drain short, whatever order the calls reach the loop in).
     func beginShutdown(deadline: UInt64) {
         execute { [self] in
             let first = !stopping.load(ordering: .relaxed)

@@ -1,5 +1,14 @@
 // One loop's listening socket. Every loop binds its own socket to the same address with SO_REUSEPORT and accepts
 // on it itself, so an accepted connection starts and ends on the loop that accepted it.
+//
+// SO_REUSEPORT lets any socket of the same effective UID that also sets it bind the same address, and the kernel then
+// spreads new connections over all of them: a second server of the same user would silently take part of the traffic.
+// So, unless `sharePortWithOtherProcesses` is set, loop 0's listener first binds a probe socket to the address
+// WITHOUT SO_REUSEPORT (SO_REUSEADDR does not let a bind pass a listening socket on Linux): EADDRINUSE there means
+// another socket holds the port, and the pool's listen fails with it. Port 0 needs no probe (the kernel picks a free
+// port). The window that remains: a foreign socket that itself sets SO_REUSEPORT and binds the port after the probe
+// closed (or after our sockets are listening) still joins the group, because the kernel checks only the effective
+// UID; a socket without SO_REUSEPORT cannot, its bind fails.
 import Glibc
 
 final class Listener: Selectable {
@@ -12,8 +21,12 @@ final class Listener: Selectable {
     let port: Int
 
     /// Creates, binds and listens (on the calling thread, so errors reach the caller). `register` is loop only.
+    /// `ReactorPool.listen` creates loop 0's listener first, so the probe runs before any of the pool's own binds.
     init(address: SocketAddress, loop: EventLoop,
          factory: @escaping @Sendable (Connection) -> any ConnectionHandler) throws(SystemError) {
+        if loop.index == 0 && address.port != 0 && !loop.configuration.sharePortWithOtherProcesses {
+            try Self.probeExclusive(address)
+        }
         let socket = try Sys.socket(family: address.family)
         try Sys.setOption(socket.raw, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
         try Sys.setOption(socket.raw, level: SOL_SOCKET, name: SO_REUSEPORT, value: 1)
@@ -24,6 +37,16 @@ final class Listener: Selectable {
         descriptor = consume socket
         self.loop = loop
         self.factory = factory
+    }
+
+    /// Binds and closes a socket without SO_REUSEPORT on `address`: throws bind's EADDRINUSE when any other socket
+    /// (listening, or bound without SO_REUSEADDR) holds the port. A socket that was bound and never listened leaves
+    /// nothing behind when it closes (no TIME_WAIT), so the real binds that follow find the port free.
+    static func probeExclusive(_ address: SocketAddress) throws(SystemError) {
+        let probe = try Sys.socket(family: address.family)
+        try Sys.setOption(probe.raw, level: SOL_SOCKET, name: SO_REUSEADDR, value: 1)
+        try Sys.bind(probe.raw, address)
+        probe.close()
     }
 
     var localAddress: SocketAddress {

@@ -32,6 +32,10 @@ public struct ReactorConfiguration: Sendable {
     public var socketSendBuffer: Int32?
     /// SO_RCVBUF for every connection (nil: the kernel's default and autotuning).
     public var socketReceiveBuffer: Int32?
+    /// Opt-in to sharing a listening port, through SO_REUSEPORT, with other processes or pools of the same user: the
+    /// kernel then spreads new connections over all of them. By default (false) `ReactorPool.listen` on a non-zero
+    /// port first checks that no other socket holds the port and fails with EADDRINUSE if one does.
+    public var sharePortWithOtherProcesses = false
     /// listen(2) backlog per loop.
     public var backlog: Int32 = 4096
     /// Client connects that take longer fail with `.connectTimeout` (nanoseconds; nil: no limit).

@@ -1,12 +1,17 @@
 // Test-only faults at the syscall layer: a given errno, or a short count, at the Nth matching call.
-// Faults are scoped to one descriptor (or to all), so tests running in parallel do not see each other's.
+// Faults are scoped to one descriptor (or to all), and optionally to the arming thread, so tests running in parallel
+// do not see each other's: a call with no descriptor (socket, epoll_create, eventfd) is scoped by thread or not at all.
 // In release builds `check` is an inlined constant and the whole mechanism disappears.
+import Glibc
 import Synchronization
 
 /// The calls that go through `Sys` and can be faulted.
 public enum SyscallName: String, Sendable, CaseIterable {
-    case read, send, sendmsg, accept, connect, socket, bind, listen, setsockopt, shutdown, close
-    case epollWait = "epoll_wait", epollCtl = "epoll_ctl", eventfd
+    case read, send, sendmsg, accept, connect, socket, bind, listen, shutdown, close
+    case setsockopt, getsockopt, getsockname
+    /// The loop's wait: `epollPwait2` while the kernel has it, `epollWait` once Sys fell back (see `Sys.epollWait`).
+    case epollPwait2 = "epoll_pwait2", epollWait = "epoll_wait"
+    case epollCreate = "epoll_create", epollCtl = "epoll_ctl", eventfd
 }
 
 /// What an injected fault does to the call it hits.
@@ -23,6 +28,8 @@ enum FaultInjection {
     struct Armed {
         var call: SyscallName
         var fd: Int32?
+        /// The pthread that armed the fault, when it is scoped to that thread.
+        var thread: UInt?
         var kind: FaultKind
         var skip: Int
         var remaining: Int
@@ -36,12 +43,16 @@ enum FaultInjection {
     private static let faults = Locked<[Int: Armed]>([:])
     private static let nextID = Atomic<Int>(1)
 
-    /// Arms a fault; returns a handle for `hits` and `disarm`.
+    /// Arms a fault; returns a handle for `hits` and `disarm`. With `onThisThread`, only calls made by the calling
+    /// thread match (for calls without a descriptor, such as `epoll_create` inside `ReactorPool.init`).
     @discardableResult
-    static func inject(_ kind: FaultKind, on call: SyscallName, fd: Int32? = nil, atCall nth: Int = 1,
-                       times: Int = 1) -> Int {
+    static func inject(_ kind: FaultKind, on call: SyscallName, fd: Int32? = nil, onThisThread: Bool = false,
+                       atCall nth: Int = 1, times: Int = 1) -> Int {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        faults.withLock { $0[id] = Armed(call: call, fd: fd, kind: kind, skip: nth - 1, remaining: times, hits: 0) }
+        let thread = onThisThread ? UInt(pthread_self()) : nil
+        faults.withLock {
+            $0[id] = Armed(call: call, fd: fd, thread: thread, kind: kind, skip: nth - 1, remaining: times, hits: 0)
+        }
         armedCount.wrappingAdd(1, ordering: .relaxed)
         return id
     }
@@ -56,8 +67,10 @@ enum FaultInjection {
     @inline(__always)
     static func check(_ call: SyscallName, fd: Int32) -> FaultKind? {
         if armedCount.load(ordering: .relaxed) == 0 { return nil }
+        let thread = UInt(pthread_self())
         return faults.withLock { table -> FaultKind? in
-            for (id, var armed) in table where armed.call == call && (armed.fd == nil || armed.fd == fd) {
+            for (id, var armed) in table
+            where armed.call == call && (armed.fd == nil || armed.fd == fd) && (armed.thread ?? thread) == thread {
                 if armed.remaining == 0 { continue }
                 if armed.skip > 0 {
                     armed.skip -= 1

@@ -3,10 +3,13 @@
 // - EAGAIN/EWOULDBLOCK (and EINPROGRESS for connect) come back as `.wouldBlock`, a value, not an error;
 // - any other errno is thrown as a typed SystemError naming the call;
 // - EBADF and EFAULT are bugs in this library and stop the process, naming the call;
-// - tests inject faults per call and descriptor (FaultInjection); release builds compile that out.
+// - tests inject faults per call and descriptor (FaultInjection); release builds compile that out;
+// - the loop's wait uses epoll_pwait2 (nanosecond timeouts) and falls back to epoll_wait for good, process-wide,
+//   the first time epoll_pwait2 answers ENOSYS or EPERM (Linux < 5.11, older seccomp profiles).
 // Nothing above this file reads errno.
 import CZeroCopyShims
 import Glibc
+import Synchronization
 
 /// The result of a non-blocking call: it did something, or the kernel had no room / no data yet.
 public enum IOResult<Value: Sendable>: Sendable {
@@ -66,7 +69,7 @@ enum Sys {
     }
 
     static func epollCreate() throws(SystemError) -> FileDescriptor {
-        FileDescriptor(adopting: try must(.epollCtl) { zcr_epoll_create() })
+        FileDescriptor(adopting: try must(.epollCreate) { zcr_epoll_create() })
     }
 
     static func eventfd() throws(SystemError) -> FileDescriptor {
@@ -90,7 +93,7 @@ enum Sys {
     static func getOption(_ fd: Int32, level: Int32, name: Int32) throws(SystemError) -> Int32 {
         var v: Int32 = 0
         var len = socklen_t(MemoryLayout<Int32>.size)
-        _ = try must(.setsockopt, fd: fd) { getsockopt(fd, level, name, &v, &len) }
+        _ = try must(.getsockopt, fd: fd) { getsockopt(fd, level, name, &v, &len) }
         return v
     }
 
@@ -110,7 +113,7 @@ enum Sys {
     static func localAddress(_ fd: Int32) throws(SystemError) -> SocketAddress {
         var storage = sockaddr_storage()
         var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        _ = try must(.bind, fd: fd) {
+        _ = try must(.getsockname, fd: fd) {
             withUnsafeMutablePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &len) }
             }
@@ -157,11 +160,76 @@ enum Sys {
         _ = try must(.epollCtl, fd: fd) { zcr_epoll_ctl(epfd, op, fd, events, data) }
     }
 
-    static func epollWait(_ epfd: Int32, _ events: UnsafeMutableBufferPointer<zcr_epoll_event>, timeoutNanos: Int64) throws(SystemError) -> Int {
-        switch try call(.epollWait, fd: epfd, { _ in zcr_epoll_wait(epfd, events.baseAddress, Int32(events.count), timeoutNanos) }) {
+    /// Which call the loops wait with. Decided by the first wait and then sticky for the whole process: every loop
+    /// shares one kernel, so what one loop learnt holds for all.
+    enum EpollWaitFlavor: UInt8, Sendable, CustomStringConvertible {
+        /// No wait has returned yet; the next one tries epoll_pwait2.
+        case undetected
+        /// epoll_pwait2 worked: timeouts are exact to the nanosecond.
+        case pwait2
+        /// epoll_pwait2 answered ENOSYS or EPERM: epoll_wait, timeouts rounded up to whole milliseconds.
+        case plain
+
+        var description: String {
+            switch self {
+            case .undetected: return "undetected"
+            case .pwait2: return SyscallName.epollPwait2.rawValue
+            case .plain: return SyscallName.epollWait.rawValue
+            }
+        }
+    }
+
+    // Relaxed on both sides: the flavor only picks which of two correct calls to make, and it publishes no other
+    // memory. `.plain` is final (stored unconditionally); `.pwait2` is only ever stored over `.undetected`, so a
+    // loop whose epoll_pwait2 succeeded just before another's failed cannot undo the fallback.
+    private static let flavor = Atomic<UInt8>(EpollWaitFlavor.undetected.rawValue)
+
+    /// The wait in use (for tests and logs).
+    static var epollWaitFlavor: EpollWaitFlavor { EpollWaitFlavor(rawValue: flavor.load(ordering: .relaxed))! }
+
+    /// Forgets the detection, so the next wait tries epoll_pwait2 again. Tests only: a real kernel does not grow it.
+    static func resetEpollDetection() {
+        flavor.store(EpollWaitFlavor.undetected.rawValue, ordering: .relaxed)
+    }
+
+    /// Waits at most `timeoutNanos` (negative: forever) for events; returns how many were stored in `events`.
+    /// EINTR counts as a timeout (0 events): the loop recomputes its timeout and waits again.
+    static func epollWait(
+        _ epfd: Int32, _ events: UnsafeMutableBufferPointer<zcr_epoll_event>, timeoutNanos: Int64
+    ) throws(SystemError) -> Int {
+        if flavor.load(ordering: .relaxed) != EpollWaitFlavor.plain.rawValue {
+            do {
+                let result = try call(.epollPwait2, fd: epfd) { _ in
+                    zcr_epoll_pwait2(epfd, events.baseAddress, Int32(events.count), timeoutNanos)
+                }
+                _ = flavor.compareExchange(
+                    expected: EpollWaitFlavor.undetected.rawValue, desired: EpollWaitFlavor.pwait2.rawValue,
+                    ordering: .relaxed)
+                switch result {
+                case .processed(let n): return Int(n)
+                case .wouldBlock: return 0
+                }
+            } catch where error.errno == ENOSYS || error.errno == EPERM {
+                flavor.store(EpollWaitFlavor.plain.rawValue, ordering: .relaxed)
+            }
+        }
+        let ms = epollMilliseconds(timeoutNanos)
+        let result = try call(.epollWait, fd: epfd) { _ in
+            zcr_epoll_wait_ms(epfd, events.baseAddress, Int32(events.count), ms)
+        }
+        switch result {
         case .processed(let n): return Int(n)
         case .wouldBlock: return 0
         }
+    }
+
+    /// epoll_wait's timeout for a wait of `nanos`: rounded UP to whole milliseconds, so a timer never fires early
+    /// (and timers due in one millisecond keep their order); 0 stays 0 (poll), negative is -1 (forever), and a wait
+    /// longer than Int32.max ms (24.8 days) is cut to that, after which the loop recomputes and waits again.
+    static func epollMilliseconds(_ nanos: Int64) -> Int32 {
+        if nanos < 0 { return -1 }
+        let ms = nanos / 1_000_000 + (nanos % 1_000_000 == 0 ? 0 : 1)
+        return Int32(clamping: ms)
     }
 
     static func eventfdWrite(_ fd: Int32) {
