@@ -2,6 +2,7 @@
 // Output never fails a command: with SIGPIPE ignored (zcr serve does), a write to a closed stdout (`| head -1`)
 // fails with EPIPE, which is dropped here, and the command's exit status does not change.
 import Glibc
+import ZeroCopyLoad
 import ZeroCopyText
 
 enum Output {
@@ -24,5 +25,18 @@ enum Output {
             if n <= 0 { return }  // stderr is gone too: nothing is left to tell
             off += n
         }
+    }
+
+    /// Why `path` cannot be written, checked before a run (opened for appending, so nothing is lost), or nil.
+    static func unwritable(_ path: String) -> String? {
+        guard let f = fopen(path, "a") else { return String(cString: strerror(errno)) }
+        fclose(f)
+        return nil
+    }
+
+    /// Writes `text` to `path`; returns what went wrong, or nil.
+    static func write(_ text: String, to path: String) -> String? {
+        do { try FileIO.write(text, to: path) } catch { return "\(error)" }
+        return nil
     }
 }

@@ -1,15 +1,19 @@
 // `zcr serve`: the reactor pool as a real server in echo, sink or blast mode, until SIGINT or SIGTERM (a graceful
 // drain of up to 5 s; a second signal cuts it short). Run-time failures are one line on stderr and exit 1.
 import ArgumentParser
+import Dispatch
 import Glibc
 import Logging
 import Synchronization
+import ZeroCopyLoad
 import ZeroCopyReactor
+import ZeroCopyText
 
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a TCP server on the reactor pool.")
 
     enum Mode: String, ExpressibleByArgument, CaseIterable { case echo, sink, blast }
+    enum API: String, ExpressibleByArgument, CaseIterable { case callback, async }
 
     @Option(help: "Address to listen on (IPv4 or IPv6).") var host = "127.0.0.1"
     @Option(help: "Port; 0 picks a free one and prints it.") var port = 7000
@@ -20,6 +24,18 @@ struct Serve: ParsableCommand {
     @Option(help: "Size of the slices blast cuts from its one payload.") var sliceBytes = 64 * 1024
     @Option(help: "SO_SNDBUF of each connection in bytes (default: the kernel's autotuning).") var sendBuffer: Int32?
     @Option(help: "SO_RCVBUF of each connection in bytes (default: the kernel's autotuning).") var receiveBuffer: Int32?
+    @Option(help: "callback: the handler core; async: the same servers through ReactorPool.serve (one task each).")
+    var api: API = .callback
+    @Option(help: "Close connections with nothing read or written for this long (e.g. 30s; default: never).")
+    var idleTimeout: String?
+    @Option(help: "Reset connections whose pending bytes the peer takes none of for this long (default 60s).")
+    var writeStallTimeout: String?
+    @Option(help: "Accepted connections open at once; more are closed at once and counted (default: no limit).")
+    var maxConnections: String?
+    @Option(help: "Read-buffer memory per loop that retained slices may hold (default 64MiB).")
+    var readMemoryBudget: String?
+    @Option(help: "Write the counters as JSON to this file at exit (checked before the server starts).")
+    var statsJSON: String?
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -28,6 +44,33 @@ struct Serve: ParsableCommand {
         guard sliceBytes >= 1 else { throw ValidationError("--slice-bytes must be at least 1") }
         if let b = sendBuffer, b < 1 { throw ValidationError("--send-buffer must be at least 1, not \(b)") }
         if let b = receiveBuffer, b < 1 { throw ValidationError("--receive-buffer must be at least 1, not \(b)") }
+        _ = try bounds()
+    }
+
+    /// The time and memory bounds from the options, each checked with one clear line.
+    private func bounds() throws -> (timeouts: ConnectionTimeouts, max: Int?, budget: Int?) {
+        do {
+            var timeouts = ConnectionTimeouts()
+            if let t = idleTimeout {
+                let d = try ArgumentValues.duration(t, flag: "--idle-timeout")
+                guard d > .zero else { throw ValidationError("--idle-timeout must be greater than 0") }
+                timeouts.idle = d
+            }
+            if let t = writeStallTimeout {
+                let d = try ArgumentValues.duration(t, flag: "--write-stall-timeout")
+                guard d > .zero else { throw ValidationError("--write-stall-timeout must be greater than 0") }
+                timeouts.writeStall = d
+            }
+            let max = try maxConnections.map { try ArgumentValues.count($0, flag: "--max-connections") }
+            if let max, max < 1 { throw ValidationError("--max-connections must be at least 1, not \(max)") }
+            let budget = try readMemoryBudget.map { try ArgumentValues.size($0, flag: "--read-memory-budget") }
+            if let budget, budget < 64 * 1024 {
+                throw ValidationError("--read-memory-budget must be at least one read buffer (64KiB), not \(budget)")
+            }
+            return (timeouts, max, budget)
+        } catch let error as LoadError {
+            throw ValidationError(error.description)
+        }
     }
 
     /// Bad options exit 64 with usage (ValidationError, from `validate`); a failure at run time (the port is taken,
@@ -38,6 +81,14 @@ struct Serve: ParsableCommand {
         signal(SIGPIPE, SIG_IGN)
         let signals = Signals.blockTermination()
         var configuration = ReactorConfiguration(loops: threads)
+        let (timeouts, max, budget) = try bounds()
+        configuration.timeouts = timeouts
+        configuration.maxConnections = max
+        if let budget { configuration.readMemoryBudget = budget }
+        if let path = statsJSON, let problem = Output.unwritable(path) {
+            Output.error("zcr serve: --stats-json \(path): \(problem)")
+            throw ExitCode.failure
+        }
         configuration.socketSendBuffer = sendBuffer
         configuration.socketReceiveBuffer = receiveBuffer
         configuration.logger = Logger(label: "zcr serve", factory: { StreamLogHandler.standardError(label: $0) })
@@ -52,7 +103,10 @@ struct Serve: ParsableCommand {
         let server = BuiltinServer(mode: ServeMode(rawValue: mode.rawValue)!, blastBytes: blastBytes, sliceBytes: sliceBytes)
         let address: SocketAddress
         do {
-            address = try pool.listen(host: host, port: port, handler: server.handler(for:))
+            switch api {
+            case .callback: address = try pool.listen(host: host, port: port, handler: server.handler(for:))
+            case .async: address = try Self.listenAsync(server, pool, host: host, port: port)
+            }
         } catch {
             pool.shutdown()
             let place = host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
@@ -69,7 +123,71 @@ struct Serve: ParsableCommand {
             Output.line("loop \(c.loop): accepted \(c.connectionsAccepted), read \(c.bytesRead) B, wrote \(c.write.bytesWritten) B in "
                 + "\(calls), partial \(c.write.partialWrites), EAGAIN \(c.write.wouldBlocks), "
                 + "wakeups \(c.wakeups), copied \(c.bytesCopied) B")
+            Output.line("loop \(c.loop): aborted \(c.connectionsAborted), refused \(c.connectionsRefused), "
+                + "timeouts idle \(c.idleTimeouts) stall \(c.writeStallTimeouts) close \(c.closeTimeouts), "
+                + "read buffers allocated \(c.readBuffersAllocated) held \(c.readBuffersHeld), "
+                + "paused for memory \(c.readPausesForMemory) times")
         }
+        let counters = pool.counters()
+        let aborted = counters.reduce(0) { $0 + $1.connectionsAborted }
+        if aborted > 0 { Output.error("zcr serve: \(aborted) connection(s) were aborted (reset): their output was cut") }
+        if let path = statsJSON {
+            if let problem = Output.write(Self.statsJSON(counters), to: path) {
+                Output.error("zcr serve: --stats-json \(path): \(problem)")
+                throw ExitCode.failure
+            }
+        }
+    }
+
+    /// Starts `ReactorPool.serve` in a task and waits until it listens (or failed to).
+    private static func listenAsync(_ server: BuiltinServer, _ pool: ReactorPool, host: String, port: Int) throws -> SocketAddress {
+        let result = Mutex<Result<SocketAddress, any Error>?>(nil)
+        let ready = DispatchSemaphore(value: 0)
+        Task {
+            do {
+                try await server.serveAsync(on: pool, host: host, port: port) { address in
+                    result.withLock { $0 = .success(address) }
+                    ready.signal()
+                }
+            } catch {
+                let first = result.withLock { r -> Bool in
+                    if r != nil { return false }
+                    r = .failure(error)
+                    return true
+                }
+                if first { ready.signal() }
+            }
+        }
+        ready.wait()
+        return try result.withLock { $0! }.get()
+    }
+
+    /// The counters as JSON: every loop's, and their totals (with the process-wide count of slices not released).
+    static func statsJSON(_ counters: [LoopCounters]) -> String {
+        func fields(_ c: LoopCounters) -> [(String, Int)] {
+            [("connections_accepted", c.connectionsAccepted), ("connections_open", c.connectionsOpen),
+             ("connections_closed", c.connectionsClosed), ("connections_aborted", c.connectionsAborted),
+             ("connections_refused", c.connectionsRefused), ("accept_errors", c.acceptErrors),
+             ("idle_timeouts", c.idleTimeouts), ("write_stall_timeouts", c.writeStallTimeouts),
+             ("close_timeouts", c.closeTimeouts), ("bytes_read", c.bytesRead),
+             ("bytes_written", c.write.bytesWritten), ("bytes_copied", c.bytesCopied),
+             ("read_buffers_allocated", c.readBuffersAllocated), ("read_buffers_freed", c.readBuffersFreed),
+             ("read_buffers_free", c.readBuffersFree), ("read_buffers_held", c.readBuffersHeld),
+             ("read_bytes_held", c.readBytesHeld), ("read_paused_for_memory", c.connectionsPausedForReadMemory),
+             ("read_pauses_for_memory", c.readPausesForMemory), ("slices_outstanding", c.slicesOutstanding)]
+        }
+        func object(_ pairs: [(String, Int)]) -> String {
+            "{" + pairs.map { "\(Text.jsonQuoted($0.0)): \($0.1)" }.joined(separator: ", ") + "}"
+        }
+        var totals = fields(LoopCounters())
+        for c in counters {
+            for (i, (_, v)) in fields(c).enumerated() { totals[i].1 += v }
+        }
+        for i in totals.indices where totals[i].0 == "slices_outstanding" {
+            totals[i].1 = ReactorPool.slicesOutstandingInProcess
+        }
+        let loops = counters.map { c in object([("loop", c.loop)] + fields(c)) }
+        return "{\"totals\": \(object(totals)), \"loops\": [\(loops.joined(separator: ", "))]}\n"
     }
 
     /// Runs the pool's graceful shutdown on a thread of its own while this thread waits for it to end, or for a
@@ -80,7 +198,7 @@ struct Serve: ParsableCommand {
         final class Done: Sendable { let flag = Atomic<Bool>(false) }
         let done = Done()
         let waiter = pthread_self()
-        let thread = Signals.startThread {
+        let thread = PosixThread.spawn(name: "zcr-drain", joinable: true) {
             pool.shutdown()
             // Releasing: pairs with the acquiring load below, so the loops' final counters are seen after it.
             done.flag.store(true, ordering: .releasing)
@@ -95,7 +213,7 @@ struct Serve: ParsableCommand {
             Output.line("second signal \(signal): aborting \(open) connection(s)")
             pool.cutShutdownShort()
         }
-        pthread_join(thread, nil)
+        PosixThread.join(thread)
     }
 }
 
@@ -120,21 +238,5 @@ enum Signals {
         sigaddset(&set, SIGUSR1)
         pthread_sigmask(SIG_BLOCK, &set, nil)
         return Waiter(set: set)
-    }
-
-    /// Starts a joinable pthread running `body` (it inherits the blocked signals of the calling thread).
-    static func startThread(_ body: @escaping @Sendable () -> Void) -> pthread_t {
-        final class Box: Sendable {
-            let body: @Sendable () -> Void
-            init(_ body: @escaping @Sendable () -> Void) { self.body = body }
-        }
-        var tid = pthread_t()
-        let arg = Unmanaged.passRetained(Box(body)).toOpaque()
-        let rc = pthread_create(&tid, nil, { arg in
-            Unmanaged<Box>.fromOpaque(arg!).takeRetainedValue().body()
-            return nil
-        }, arg)
-        precondition(rc == 0, "pthread_create failed: \(rc)")
-        return tid
     }
 }
