@@ -370,16 +370,14 @@ public final class EventLoop: @unchecked Sendable {
 
     private func flushReady() {
         // Acquire pairs with the producers' releasing push: each connection's readyNext is visible.
-        var raw = readyHead.exchange(0, ordering: .acquiring)
+        let raw = readyHead.exchange(0, ordering: .acquiring)
         // The stack is newest first; reverse it so connections are served in the order they asked.
-        var reversed: UInt = 0
-        while raw != 0 {
-            let c = Unmanaged<Connection>.fromOpaque(UnsafeRawPointer(bitPattern: raw)!).takeUnretainedValue()
-            let next = c.readyNext
-            c.readyNext = reversed
-            reversed = raw
-            raw = next
+        func connection(_ raw: UInt) -> Connection {
+            Unmanaged<Connection>.fromOpaque(UnsafeRawPointer(bitPattern: raw)!).takeUnretainedValue()
         }
+        var reversed = reverseIntrusiveList(
+            raw == 0 ? nil : raw, next: { let n = connection($0).readyNext; return n == 0 ? nil : n },
+            setNext: { connection($0).readyNext = $1 ?? 0 }) ?? 0
         while reversed != 0 {
             let c = Unmanaged<Connection>.fromOpaque(UnsafeRawPointer(bitPattern: reversed)!).takeRetainedValue()
             reversed = c.readyNext

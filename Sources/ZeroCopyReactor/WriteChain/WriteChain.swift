@@ -230,14 +230,8 @@ final class WriteChain: @unchecked Sendable {
         let raw = head.exchange(Self.active, ordering: .acquiring)
         guard raw > Self.sealedMarker else { return }
         // Reverse the LIFO list: messages come out in append order, each one's slices in order.
-        var node = NodePointer(bitPattern: raw)
-        var reversed: NodePointer? = nil
-        let last = node
-        while let n = node {
-            node = n.pointee.next
-            n.pointee.next = reversed
-            reversed = n
-        }
+        let last = NodePointer(bitPattern: raw)
+        let reversed = Self.reversed(last)
         if let tail = queueTail { tail.pointee.next = reversed } else { queueHead = reversed }
         queueTail = last
     }
@@ -357,13 +351,7 @@ final class WriteChain: @unchecked Sendable {
             isSealed = true
             if raw > Self.sealedMarker {
                 // Published nodes are newest-first; release them oldest-first, after the private queue.
-                var node = NodePointer(bitPattern: raw)
-                var reversed: NodePointer? = nil
-                while let n = node {
-                    node = n.pointee.next
-                    n.pointee.next = reversed
-                    reversed = n
-                }
+                let reversed = Self.reversed(NodePointer(bitPattern: raw))
                 if let tail = queueTail { tail.pointee.next = reversed } else { queueHead = reversed }
             }
         }
@@ -379,6 +367,12 @@ final class WriteChain: @unchecked Sendable {
     }
 
     var hasQueuedBytes: Bool { queueHead != nil || pending > 0 }
+
+    /// A newest-first list of nodes, reversed in place: its new head (the oldest).
+    @inline(__always)
+    static func reversed(_ newest: NodePointer?) -> NodePointer? {
+        reverseIntrusiveList(newest, next: { $0.pointee.next }, setNext: { $0.pointee.next = $1 })
+    }
 
     // MARK: release
 
@@ -397,16 +391,24 @@ final class WriteChain: @unchecked Sendable {
 
     /// Releases a private list (newest → oldest) with `error`, oldest first.
     static func releaseList(_ newest: NodePointer?, error: ReactorError) {
-        var node = newest
-        var reversed: NodePointer? = nil
-        while let n = node {
-            node = n.pointee.next
-            n.pointee.next = reversed
-            reversed = n
-        }
+        var reversed = Self.reversed(newest)
         while let n = reversed {
             reversed = n.pointee.next
             finish(n, written: false, error: error)
         }
     }
+}
+
+/// The one reversal of an intrusive singly linked list (in place; returns the new head). Lock-free stacks are pushed
+/// newest first; the write chain and the loop's ready stack both serve them oldest first.
+@inline(__always)
+func reverseIntrusiveList<Link>(_ head: Link?, next: (Link) -> Link?, setNext: (Link, Link?) -> Void) -> Link? {
+    var node = head
+    var reversed: Link? = nil
+    while let n = node {
+        node = next(n)
+        setNext(n, reversed)
+        reversed = n
+    }
+    return reversed
 }
