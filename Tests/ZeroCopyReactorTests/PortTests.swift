@@ -82,10 +82,10 @@ import Testing
         let sharing = try self.pool(sharing: true)
         defer { sharing.shutdown() }
         #expect(throws: Self.inUse) { try sharing.listen(host: "127.0.0.1", port: plain.port) { _ in EchoHandler() } }
-        // Nothing was left bound: once the plain socket is gone the port is free for the pool.
+        // (Listening on the port once the plain socket is gone is not checked here: with the suite's other tests
+        // connecting on loopback in parallel, a freed port may be taken at once as some connection's local port.)
         Glibc.close(plain.fd)
         open = false
-        #expect(try pool.listen(host: "127.0.0.1", port: plain.port) { _ in EchoHandler() }.port == plain.port)
     }
 
     @Test func aWildcardListenerHoldsTheLoopbackPortToo() throws {

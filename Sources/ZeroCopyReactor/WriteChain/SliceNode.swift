@@ -62,8 +62,16 @@ final class NodePool: @unchecked Sendable {
     /// Every pool ever made, and those whose thread has exited (waiting to be adopted). Pools are never freed.
     private static let registry = Locked<(all: [Unmanaged<NodePool>], orphans: [Unmanaged<NodePool>])>(([], []))
 
-    /// Pools made over the process's life (for tests: threads that come and go must not make this grow).
+    /// Pools made over the process's life.
     static var poolCount: Int { registry.withLock { $0.all.count } }
+
+    /// Times this pool was adopted by a new thread after its own exited (under the registry's lock).
+    private var adoptions = 0
+
+    /// True once `pool`'s thread has exited and the pool is waiting for, or has found, a new thread (for tests).
+    static func wasReclaimed(_ pool: NodePool) -> Bool {
+        registry.withLock { r in r.orphans.contains { $0.toOpaque() == Unmanaged.passUnretained(pool).toOpaque() } || pool.adoptions > 0 }
+    }
 
     /// Slices queued and not yet released, in the whole process (all pools).
     static var outstandingInProcess: Int { registry.withLock { $0.all.reduce(0) { $0 + $1.takeUnretainedValue().outstanding } } }
@@ -90,7 +98,10 @@ final class NodePool: @unchecked Sendable {
     static var currentUnmanaged: Unmanaged<NodePool> {
         if let raw = zcr_thread_slot() { return Unmanaged<NodePool>.fromOpaque(raw) }
         let pool = registry.withLock { r -> Unmanaged<NodePool> in
-            if let orphan = r.orphans.popLast() { return orphan }
+            if let orphan = r.orphans.popLast() {
+                orphan._withUnsafeGuaranteedRef { $0.adoptions += 1 }
+                return orphan
+            }
             let pool = Unmanaged.passRetained(NodePool())
             r.all.append(pool)
             return pool
