@@ -75,19 +75,28 @@ private final class Owner: @unchecked Sendable {
         let idle = BuiltinServer(mode: .echo)
         let idleBound = AsyncValue<SocketAddress>()
         let idleServing = Task { try await idle.serveAsync(on: pool, host: "127.0.0.1", port: 0) { idleBound.set($0) } }
-        let blastPeer = try RawPeer(connectingTo: try await bound.value, receiveBuffer: 4096)
-        let idlePeer = try RawPeer(connectingTo: try await idleBound.value)
-        idlePeer.send([1])
-        #expect(idlePeer.read(exactly: 1) == [1])
+        // Blocking socket work runs on threads of its own: a cooperative thread it blocked could starve the handlers.
+        let blastAddress = try await bound.value, idleAddress = try await idleBound.value
+        let (blastPeer, idlePeer, echoed) = try await onThread { () throws -> (RawPeer, RawPeer, [UInt8]) in
+            let blast = try RawPeer(connectingTo: blastAddress, receiveBuffer: 4096)
+            let idle = try RawPeer(connectingTo: idleAddress)
+            idle.send([1])
+            return (blast, idle, idle.read(exactly: 1))
+        }
+        #expect(echoed == [1])
         #expect(await eventuallyAsync { pool.counters()[0].write.partialWrites + pool.counters()[0].write.wouldBlocks > 0 })
         await pool.shutdownGracefully(timeoutNanos: 300_000_000)
         _ = try? await serving.value
         _ = try? await idleServing.value
-        #expect(idlePeer.readAll().isEmpty)  // the idle connection: its handler saw the end and returned (FIN)
-        var buffer = [UInt8](repeating: 0, count: 1 << 16)
-        var result = 1
-        while result > 0 { result = buffer.withUnsafeMutableBytes { recv(blastPeer.fd, $0.baseAddress, $0.count, 0) } }
-        #expect(result == -1 && errno == ECONNRESET)
+        let (rest, end) = await offThread { () -> ([UInt8], Int32) in
+            let rest = idlePeer.readAll()
+            var buffer = [UInt8](repeating: 0, count: 1 << 16)
+            var result = 1
+            while result > 0 { result = buffer.withUnsafeMutableBytes { recv(blastPeer.fd, $0.baseAddress, $0.count, 0) } }
+            return (rest, result == -1 ? errno : 0)
+        }
+        #expect(rest.isEmpty)  // the idle connection: its handler saw the end and returned (FIN)
+        #expect(end == ECONNRESET)
         #expect(pool.counters()[0].connectionsAborted == 1)
     }
 
@@ -110,7 +119,8 @@ private final class Owner: @unchecked Sendable {
                 waiting.cancel()
             }
         }
-        let peer = try RawPeer(connectingTo: try await bound.value)
+        let address = try await bound.value
+        let peer = try await onThread { try RawPeer(connectingTo: address) }
         #expect(try await second.value == "\(ReactorError.concurrentConsumers)")
         _ = peer
         server.cancel()
@@ -120,7 +130,9 @@ private final class Owner: @unchecked Sendable {
 
     /// A task waiting for writability that is cancelled throws CancellationError at once; the connection stays.
     @Test func waitingForWritabilityHonoursCancellation() async throws {
-        let (pool, peer, connection) = try connectedPair { $0.highWatermark = 4096; $0.lowWatermark = 1024 }
+        let (pool, peer, connection) = try await onThread {
+            try connectedPair { $0.highWatermark = 4096; $0.lowWatermark = 1024 }
+        }
         try connection.write(Slice([UInt8](repeating: 1, count: 8 << 20)))
         #expect(await eventuallyAsync { !connection.isWritable })
         let waiter = Task { try await connection.waitUntilWritable() }

@@ -321,6 +321,26 @@ final class ObservingHandler: ConnectionHandler, @unchecked Sendable {
         #expect(throws: ReactorError.poolShutdown) { try pool.listen(host: "127.0.0.1", port: 0) { _ in ClosureHandler() } }
     }
 
+    /// An accepted connection whose epoll registration fails is closed, and the loop's books stay exact: on
+    /// 1612259 it was counted as closed without ever being counted as open, so connectionsOpen went to -1.
+    @Test func aRegistrationFailureAfterAcceptKeepsTheCountsExact() throws {
+        let (pool, address) = try makeServer { _ in EchoHandler() }
+        defer { pool.shutdown() }
+        let loop = pool.loops[0]
+        let fault = loop.submitAndWait { FaultInjection.inject(.errno(ENOMEM), on: .epollCtl, onThisThread: true) }!
+        defer { FaultInjection.disarm(fault) }
+        let peer = try RawPeer(connectingTo: address)
+        #expect(peer.readAll().isEmpty)  // closed by the server
+        #expect(FaultInjection.hits(fault) == 1)
+        let c = pool.counters()[0]
+        #expect(c.connectionsOpen == 0)
+        #expect(c.connectionsClosed == 0 && c.connectionsAccepted == 0)
+        let next = try RawPeer(connectingTo: address)
+        next.send([9])
+        #expect(next.read(exactly: 1) == [9])
+        #expect(pool.counters()[0].connectionsOpen == 1)
+    }
+
     /// Beyond maxConnections an accepted connection is closed at once and counted; the others are served.
     @Test func connectionsBeyondTheLimitAreClosedAtOnceAndCounted() throws {
         let (pool, address) = try makeServer(configure: { $0.maxConnections = 2 }) { _ in EchoHandler() }
