@@ -46,7 +46,10 @@ int zcr_epoll_wait_ms(int epfd, zcr_epoll_event *out, int max, int timeout_ms) {
 }
 
 int zcr_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
-int zcr_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC); }
+int zcr_accept(int fd, void *addr) {
+    socklen_t len = sizeof(struct sockaddr_storage);
+    return accept4(fd, (struct sockaddr *)addr, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+}
 int zcr_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 int zcr_errno(void) { return errno; }
 void zcr_set_errno(int value) { errno = value; }

@@ -22,7 +22,8 @@ int zcr_epoll_pwait2(int epfd, zcr_epoll_event *events, int max, int64_t timeout
 int zcr_epoll_wait_ms(int epfd, zcr_epoll_event *events, int max, int timeout_ms);
 
 int zcr_eventfd(void);
-int zcr_accept(int fd);  // accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC
+// accept4 with SOCK_NONBLOCK | SOCK_CLOEXEC; the peer's address goes to `addr` (a sockaddr_storage).
+int zcr_accept(int fd, void *addr);
 int zcr_pipe_cloexec(int fds[2]);  // pipe2 with O_CLOEXEC (for ChildProcess)
 int zcr_errno(void);
 void zcr_set_errno(int value);

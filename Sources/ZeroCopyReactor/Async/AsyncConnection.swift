@@ -15,6 +15,14 @@ public final class AsyncConnection: Sendable {
         inbound = Inbound(bridge: bridge)
     }
 
+    /// The peer's address and ours.
+    public var remoteAddress: SocketAddress? { connection.remoteAddress }
+    public var localAddress: SocketAddress? { connection.localAddress }
+
+    /// Changes this connection's time bounds (idle, write stall, close); each ends it with its typed error, which
+    /// the inbound sequence and a waiting write throw.
+    public func setTimeouts(_ timeouts: ConnectionTimeouts) { connection.setTimeouts(timeouts) }
+
     /// Writes once the connection is writable (suspends while it is above its high watermark).
     /// Cancelling the waiting task aborts the connection.
     public func write(_ slice: Slice) async throws {
@@ -191,6 +199,9 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
     /// once and dropped at once: it refers to the AsyncConnection that holds this bridge, and keeping it would make
     /// a cycle that leaks every connection.
     var onOpen: ((Connection) -> Void)?
+    /// Told (on the loop) when the connection closed without ever opening (a client connect that failed); dropped
+    /// with `onOpen`.
+    var onFailedToOpen: ((ReactorError?) -> Void)?
 
     init(connection: Connection, limit: Int) {
         self.connection = connection
@@ -202,6 +213,7 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
     func connectionOpened(_ connection: Connection) {
         let open = onOpen
         onOpen = nil
+        onFailedToOpen = nil
         open?(connection)
     }
 
@@ -217,7 +229,10 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
     }
 
     func connectionClosed(_ connection: Connection, error: ReactorError?) {
+        let failed = onFailedToOpen
         onOpen = nil
+        onFailedToOpen = nil
+        failed?(error)
         finish(error: error)
     }
 

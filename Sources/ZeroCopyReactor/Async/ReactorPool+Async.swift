@@ -1,6 +1,8 @@
 // Structured concurrency over the pool: `serve` runs each accepted connection's handler in a child task of one
 // task group; cancelling `serve` stops accepting and aborts the connections still running. Also the awaitable
 // shutdown, which keeps the blocking join off the cooperative thread pool.
+@_spi(TestKit) import ServiceLifecycle
+import Synchronization
 
 extension ReactorPool {
     /// Listens on `host:port` and runs `handler` for every connection in a child task. When the handler returns the
@@ -24,7 +26,11 @@ extension ReactorPool {
             }
             return async.bridge
         }
-        whenShuttingDown { sink.finish() }
+        let poolStopped = Atomic<Bool>(false)
+        whenShuttingDown {
+            poolStopped.store(true, ordering: .relaxed)
+            sink.finish()
+        }
         onListening(address)
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { group in
@@ -35,8 +41,10 @@ extension ReactorPool {
                             connection.close()
                         } catch {
                             if !(error is CancellationError) {
+                                connection.connection.loop.handlerFailures.wrappingAdd(1, ordering: .relaxed)
                                 logger.warning("connection handler failed", metadata: [
-                                    "connection": "\(connection.connection.id)", "error": "\(error)"])
+                                    "connection": "\(connection.connection.id)",
+                                    "peer": "\(connection.remoteAddress.map { "\($0)" } ?? "?")", "error": "\(error)"])
                             }
                             connection.abort()
                         }
@@ -46,6 +54,37 @@ extension ReactorPool {
         } onCancel: {
             stopListening(address)
             sink.finish()
+        }
+        // The pool shut down under us. Inside a ServiceGroup service, the group ends its services in its own order
+        // and takes a service that ends before it was asked to for a failure: wait until this one is asked (its
+        // graceful shutdown or cancellation). Anywhere else, return now.
+        if poolStopped.load(ordering: .relaxed) && !Task.isCancelled && TaskLocals.gracefulShutdownManager != nil {
+            try? await gracefulShutdown()
+        }
+    }
+
+    /// Connects to `address` and returns the connection once it is established (within the pool's connect
+    /// timeout). Throws what the connect met (`.system` with ECONNREFUSED, `.connectTimeout`, `.poolShutdown`), or
+    /// CancellationError if the task is cancelled first (the attempt is then aborted).
+    public func connect(to address: SocketAddress, inboundLimit: Int = 256 * 1024) async throws -> AsyncConnection {
+        let outcome = ConnectOutcome()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<AsyncConnection, any Error>) in
+                outcome.arm(continuation)
+                do {
+                    let started = try connect(to: address) { connection in
+                        let async = AsyncConnection(connection: connection, inboundLimit: inboundLimit)
+                        async.bridge.onOpen = { _ in outcome.finish(.success(async)) }
+                        async.bridge.onFailedToOpen = { error in outcome.finish(.failure(error ?? .connectionClosed)) }
+                        return async.bridge
+                    }
+                    outcome.started(started)
+                } catch {
+                    outcome.finish(.failure((error as? ReactorError) ?? .poolShutdown))
+                }
+            }
+        } onCancel: {
+            outcome.cancel()
         }
     }
 
@@ -57,5 +96,57 @@ extension ReactorPool {
                 continuation.resume()
             }
         }
+    }
+}
+
+/// One async connect's outcome: the continuation, resumed exactly once by whichever comes first (open, failure,
+/// cancellation), and the connection to abort if the waiting task is cancelled.
+private final class ConnectOutcome: @unchecked Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<AsyncConnection, any Error>?
+        var result: Result<AsyncConnection, any Error>?
+        var connection: Connection?
+        var cancelled = false
+    }
+    private let state = Locked(State())
+
+    func arm(_ continuation: CheckedContinuation<AsyncConnection, any Error>) {
+        let ready = state.withLock { s -> Result<AsyncConnection, any Error>? in
+            if s.cancelled { s.result = s.result ?? .failure(CancellationError()) }
+            if let r = s.result { return r }
+            s.continuation = continuation
+            return nil
+        }
+        if let ready { continuation.resume(with: ready) }
+    }
+
+    func started(_ connection: Connection) {
+        let abort = state.withLock { s -> Bool in
+            s.connection = connection
+            return s.cancelled
+        }
+        if abort { connection.abort() }
+    }
+
+    func finish(_ result: Result<AsyncConnection, ReactorError>) {
+        let (continuation, value) = state.withLock { s -> (CheckedContinuation<AsyncConnection, any Error>?, Result<AsyncConnection, any Error>) in
+            if s.result != nil { return (nil, s.result!) }
+            let value: Result<AsyncConnection, any Error> = s.cancelled
+                ? .failure(CancellationError()) : result.mapError { $0 as any Error }
+            s.result = value
+            defer { s.continuation = nil }
+            return (s.continuation, value)
+        }
+        continuation?.resume(with: value)
+    }
+
+    func cancel() {
+        let connection = state.withLock { s -> Connection? in
+            s.cancelled = true
+            return s.connection
+        }
+        // Aborting a connect in progress closes it without opening: `finish` then reports CancellationError.
+        connection?.abort()
+        if connection == nil { finish(.failure(.aborted)) }
     }
 }

@@ -76,8 +76,15 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// Process-wide connection ids (relaxed: only uniqueness matters).
     static func nextID() -> UInt64 { ids.wrappingAdd(1, ordering: .relaxed).oldValue }
 
-    init(id: UInt64, descriptor: consuming FileDescriptor, loop: EventLoop, connecting: Bool) {
+    /// The peer's address and ours (nil only if the kernel could not say).
+    public let remoteAddress: SocketAddress?
+    public let localAddress: SocketAddress?
+
+    init(id: UInt64, descriptor: consuming FileDescriptor, loop: EventLoop, connecting: Bool,
+         remote: SocketAddress?, local: SocketAddress?) {
         self.id = id
+        remoteAddress = remote
+        localAddress = local
         self.loop = loop
         self.isClient = connecting
         self.fd = descriptor.raw
@@ -503,8 +510,7 @@ public final class Connection: @unchecked Sendable, Selectable {
         // Output cut short ends with a reset (SO_LINGER 0), so the peer can tell it from a complete reply.
         let reset = error == .aborted || error == .writeStalled || error == .closeTimeout
         if reset, fd >= 0 {
-            var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-            _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
+            try? Sys.setResetOnClose(fd)
             if wasOpen { loop.counters.connectionsAborted += 1 }
         }
         if let d = descriptor.take() { d.close() }

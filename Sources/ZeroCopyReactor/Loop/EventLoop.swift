@@ -50,6 +50,9 @@ public struct LoopCounters: Sendable, Equatable {
     /// Slices taken from this loop thread's node pool and not yet released (a connection's own writes from its
     /// handler; writes from other threads count in their pools). `ReactorPool.slicesOutstandingInProcess` has all.
     public var slicesOutstanding = 0
+    /// Handlers run by `ReactorPool.serve` that threw (their connections were aborted; logged with the connection's
+    /// id when the pool has a logger).
+    public var handlerFailures = 0
     public var reads = 0
     public var bytesRead = 0
     public var write = FlushStats()
@@ -95,6 +98,8 @@ public final class EventLoop: @unchecked Sendable {
     private let hasStopped = Atomic<Bool>(false)
     /// Bytes copied on this loop's connections (by any thread; relaxed: a statistic).
     let bytesCopied = Atomic<Int>(0)
+    /// Async handlers of this loop's connections that threw (counted by `serve`, on any thread; relaxed).
+    let handlerFailures = Atomic<Int>(0)
     /// The loop thread's pthread id, stored by the thread itself as its first action.
     private let loopThread = Atomic<UInt>(0)
     /// The id to join, stored by `start` (0 once joined).
@@ -571,6 +576,7 @@ public final class EventLoop: @unchecked Sendable {
     func snapshot() -> LoopCounters {
         var c = counters
         c.bytesCopied = bytesCopied.load(ordering: .relaxed)
+        c.handlerFailures = handlerFailures.load(ordering: .relaxed)
         let memory = readBuffers.memory
         let idleRecent = readBuffers.settle()
         c.readBuffersAllocated = memory.blocksAllocated

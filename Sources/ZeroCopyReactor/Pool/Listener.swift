@@ -19,6 +19,8 @@ final class Listener: Selectable {
     private var registration: Registration?
     /// The port this listener is bound to (shared by the pool's listeners for one address).
     let port: Int
+    /// The address it is bound to, with its port.
+    private let bound: SocketAddress
 
     /// Creates, binds and listens (on the calling thread, so errors reach the caller). `register` is loop only.
     /// `ReactorPool.listen` creates loop 0's listener first, so the probe runs before any of the pool's own binds.
@@ -34,6 +36,9 @@ final class Listener: Selectable {
         try Sys.listen(socket.raw, backlog: loop.configuration.backlog)
         fd = socket.raw
         port = address.port != 0 ? address.port : ((try? Sys.localAddress(socket.raw).port) ?? 0)
+        var bound = address
+        bound.port = port
+        self.bound = bound
         descriptor = consume socket
         self.loop = loop
         self.factory = factory
@@ -69,7 +74,7 @@ final class Listener: Selectable {
     func ready(events: UInt32) {
         // Up to 64 accepts per wake-up, so a connection storm cannot starve the loop's other connections.
         for _ in 0..<64 {
-            let accepted: FileDescriptor?
+            let accepted: Sys.Accepted?
             do {
                 accepted = try Sys.accept(fd)
             } catch {
@@ -82,17 +87,22 @@ final class Listener: Selectable {
                 }
                 continue
             }
-            guard let accepted else { return }
+            guard let accepted = consume accepted else { return }
+            let raw = accepted.descriptor.raw
             if let admission = loop.admission, !admission.admit() {
                 // The pool is at maxConnections: closed at once (a reset, so no TIME_WAIT is left here), counted.
-                var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
-                _ = setsockopt(accepted.raw, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
-                accepted.close()
+                try? Sys.setResetOnClose(raw)
+                accepted.descriptor.close()
                 loop.counters.connectionsRefused += 1
                 continue
             }
-            try? Sys.setOption(accepted.raw, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
-            let connection = Connection(id: Connection.nextID(), descriptor: accepted, loop: loop, connecting: false)
+            try? Sys.setOption(raw, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
+            // The local address is the listener's, unless it listens on the any-address (then ask the kernel).
+            let local = bound.isWildcard ? try? Sys.localAddress(raw) : bound
+            let peer = accepted.peer
+            let connection = Connection(
+                id: Connection.nextID(), descriptor: accepted.descriptor, loop: loop, connecting: false,
+                remote: peer, local: local)
             connection.admitted = loop.admission != nil
             connection.start(handler: factory(connection), connectTimeout: nil)
         }

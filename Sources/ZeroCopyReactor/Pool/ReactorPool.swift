@@ -98,9 +98,12 @@ public final class ReactorPool: Sendable {
         do { socket = try Sys.socket(family: address.family) } catch { throw .system(error) }
         try? Sys.setOption(socket.raw, level: Int32(IPPROTO_TCP), name: TCP_NODELAY, value: 1)
         let raw = socket.raw
-        let connection = Connection(id: Connection.nextID(), descriptor: socket, loop: loop, connecting: true)
         var failure: ReactorError?
         do { _ = try Sys.connect(raw, address) } catch { failure = .system(error) }
+        // connect() has bound the socket (even while in progress): its local address is known now.
+        let local = failure == nil ? try? Sys.localAddress(raw) : nil
+        let connection = Connection(
+            id: Connection.nextID(), descriptor: socket, loop: loop, connecting: true, remote: address, local: local)
         let timeout = configuration.connectTimeoutNanos
         let started = loop.execute { [failure] in
             let handler = factory(connection)

@@ -9,6 +9,18 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
         self.storage = storage
     }
 
+    /// True for the any-address (0.0.0.0 or ::): a socket bound to it has a concrete local address per connection.
+    var isWildcard: Bool {
+        withUnsafePointer(to: storage) { p in
+            if family == AF_INET {
+                return p.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { $0.pointee.sin_addr.s_addr == 0 }
+            }
+            return p.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { sin6 in
+                withUnsafeBytes(of: sin6.pointee.sin6_addr) { $0.allSatisfy { $0 == 0 } }
+            }
+        }
+    }
+
     /// Parses a numeric IPv4 or IPv6 address ("127.0.0.1", "::1"); "localhost" means 127.0.0.1.
     public init(host: String, port: Int) throws(ReactorError) {
         guard (0...65535).contains(port) else { throw .invalidArgument("port \(port) is not in 0...65535") }

@@ -76,10 +76,26 @@ enum Sys {
         FileDescriptor(adopting: try must(.eventfd) { zcr_eventfd() })
     }
 
-    static func accept(_ fd: Int32) throws(SystemError) -> FileDescriptor? {
-        switch try call(.accept, fd: fd, { _ in zcr_accept(fd) }) {
-        case .processed(let newFD): return FileDescriptor(adopting: newFD)
+    /// An accepted connection: its descriptor and the peer's address.
+    struct Accepted: ~Copyable {
+        var descriptor: FileDescriptor
+        let peer: SocketAddress
+    }
+
+    /// Accepts one connection, or nil when none is waiting.
+    static func accept(_ fd: Int32) throws(SystemError) -> Accepted? {
+        var storage = sockaddr_storage()
+        switch try call(.accept, fd: fd, { _ in zcr_accept(fd, &storage) }) {
+        case .processed(let newFD): return Accepted(descriptor: FileDescriptor(adopting: newFD), peer: SocketAddress(storage: storage))
         case .wouldBlock: return nil
+        }
+    }
+
+    /// SO_LINGER {1, 0}: the close that follows sends a reset instead of a FIN (cut output must not look complete).
+    static func setResetOnClose(_ fd: Int32) throws(SystemError) {
+        var linger = Glibc.linger(l_onoff: 1, l_linger: 0)
+        _ = try must(.setsockopt, fd: fd) {
+            setsockopt(fd, SOL_SOCKET, SO_LINGER, &linger, socklen_t(MemoryLayout<Glibc.linger>.size))
         }
     }
 
