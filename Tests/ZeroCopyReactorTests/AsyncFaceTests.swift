@@ -67,13 +67,7 @@ import Testing
         let address = try await bound.value
         let (count, end) = try await onThread { () throws -> (Int, Int32) in
             let peer = try RawPeer(connectingTo: address)
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            var total = 0
-            while true {
-                let n = buffer.withUnsafeMutableBytes { recv(peer.fd, $0.baseAddress, $0.count, 0) }
-                if n <= 0 { return (total, n == 0 ? 0 : errno) }
-                total += n
-            }
+            return withExtendedLifetime(peer) { peer.readToEnd() }
         }
         #expect(count <= 1000)
         #expect(end == ECONNRESET)

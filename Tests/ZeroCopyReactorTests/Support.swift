@@ -127,6 +127,19 @@ final class RawPeer: @unchecked Sendable {
     }
 
     func shutdownWrite() { shutdown(fd, Int32(SHUT_WR)) }
+
+    /// Reads until the stream ends: the bytes read, and 0 for a clean end (FIN) or the errno that ended it
+    /// (ECONNRESET for a reset: how a peer tells a reply cut short from a complete one).
+    func readToEnd() -> (bytes: Int, end: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        var total = 0
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n > 0 { total += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            return (total, n == 0 ? 0 : errno)
+        }
+    }
 }
 
 /// A blocking listener for client-side tests.
