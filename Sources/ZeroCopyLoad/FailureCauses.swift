@@ -17,6 +17,8 @@ enum FailureCauses {
         case .writeStalled: return "write_stalled"
         case .closeTimeout: return "close_timeout"
         case .concurrentConsumers: return "concurrent_consumers"
+        case .frameTooLarge: return "frame_too_large"
+        case .truncatedFrame: return "truncated_frame"
         }
     }
 

@@ -427,14 +427,24 @@ public final class Connection: @unchecked Sendable, Selectable {
         if let bound = timeouts.closeNanos, let asked = closeRequested, now &- asked >= bound {
             loop.counters.closeTimeouts += 1
             teardown(.closeTimeout)
-        } else if let bound = timeouts.writeStallNanos, chain.pending > 0, now &- lastWriteProgress >= bound,
-                  now >= lastWriteProgress {
+        } else if let bound = timeouts.writeStallNanos, chain.pending > 0, now >= lastWriteProgress,
+                  now - lastWriteProgress >= bound, !tookBytesNow() {
             loop.counters.writeStallTimeouts += 1
             teardown(.writeStalled)
         } else if let bound = timeouts.idleNanos, chain.pending == 0, now >= lastActivity, now - lastActivity >= bound {
             loop.counters.idleTimeouts += 1
             teardown(.idleTimeout)
         }
+    }
+
+    /// Before calling a write stalled, try once: epoll reports the socket writable only once half its send buffer
+    /// is free, so a peer that reads slowly but steadily can take bytes for a long time without the loop being told.
+    /// True if the kernel took some now.
+    private func tookBytesNow() -> Bool {
+        guard !isFlushing else { return true }
+        let before = stats.write.bytesWritten
+        flushNow()
+        return state != .open || stats.write.bytesWritten > before
     }
 
     // MARK: read memory (loop only)

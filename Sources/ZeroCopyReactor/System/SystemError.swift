@@ -48,6 +48,11 @@ public enum ReactorError: Error, Hashable, Sendable, CustomStringConvertible {
     case closeTimeout
     /// A second task iterated an inbound sequence while another was waiting on it: one consumer at a time.
     case concurrentConsumers
+    /// A frame (``FrameReader``) was longer than its reader's `maxFrameBytes`: `size` is its announced length, or
+    /// for a line the bytes already received without a delimiter. A connection's reader aborts the connection.
+    case frameTooLarge(size: Int, limit: Int)
+    /// The input ended inside a frame (``FrameReader``): `bytes` of it had arrived (a length prefix included).
+    case truncatedFrame(bytes: Int)
 
     public var description: String {
         switch self {
@@ -63,6 +68,8 @@ public enum ReactorError: Error, Hashable, Sendable, CustomStringConvertible {
         case .writeStalled: return "write stalled: the peer took no bytes for the write-stall timeout"
         case .closeTimeout: return "close timed out: the graceful close did not finish by its deadline"
         case .concurrentConsumers: return "an inbound sequence has one consumer at a time"
+        case .frameTooLarge(let size, let limit): return "frame too large: \(size) bytes, limit \(limit)"
+        case .truncatedFrame(let bytes): return "input ended inside a frame, after \(bytes) bytes of it"
         }
     }
 
