@@ -46,7 +46,7 @@ import Testing
         // Nobody listens on the port of a listener that was closed: ECONNREFUSED, as an error, not a hang.
         let listener = try RawListener()
         let refusedAt = listener.address
-        Glibc.close(listener.fd)
+        listener.close()
         await #expect(throws: ReactorError.system(SystemError(errno: ECONNREFUSED, call: "connect"))) {
             _ = try await pool.connect(to: refusedAt)
         }

@@ -264,8 +264,7 @@ import Testing
         defer { pool.shutdown() }
         let listener = try RawListener()
         let address = listener.address
-        withExtendedLifetime(listener) {}
-        Glibc.close(listener.fd)  // nobody listens there now
+        listener.close()  // nobody listens there now
         let closed = Box<ReactorError?>()
         let h = ClosureHandler()
         h.onClose = { c, e in

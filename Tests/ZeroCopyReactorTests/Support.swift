@@ -144,7 +144,7 @@ final class RawPeer: @unchecked Sendable {
 
 /// A blocking listener for client-side tests.
 final class RawListener: @unchecked Sendable {
-    let fd: Int32
+    private(set) var fd: Int32
     let address: SocketAddress
 
     init() throws {
@@ -160,7 +160,14 @@ final class RawListener: @unchecked Sendable {
         RawPeer(adopting: Glibc.accept(fd, nil, nil))
     }
 
-    deinit { Glibc.close(fd) }
+    /// Closes now (nobody listens on the address any more); the deinit then closes nothing. Closing the number a
+    /// second time would close whatever socket a test running beside this one got next.
+    func close() {
+        if fd >= 0 { Glibc.close(fd) }
+        fd = -1
+    }
+
+    deinit { close() }
 }
 
 /// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
