@@ -5,16 +5,23 @@ import PackageDescription
 let package = Package(
     name: "ZeroCopyReactorExamples",
     platforms: [.macOS(.v15)],
-    dependencies: [.package(name: "ZeroCopyReactor", path: "..")],
+    dependencies: [
+        .package(name: "ZeroCopyReactor", path: ".."),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+    ],
     targets: [
         .target(name: "FanOut", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
         .target(name: "FileServer", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
         .target(name: "Proxy", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
+        .target(name: "KeyValue", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
         .executableTarget(name: "fanout-server", dependencies: ["FanOut"]),
         .executableTarget(name: "file-server", dependencies: ["FileServer"]),
         .executableTarget(name: "proxy", dependencies: ["Proxy"]),
+        .executableTarget(name: "kv-server", dependencies: [
+            "KeyValue", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         .testTarget(name: "ExamplesTests", dependencies: [
-            "FanOut", "FileServer", "Proxy", .product(name: "ZeroCopyReactor", package: "ZeroCopyReactor"),
+            "FanOut", "FileServer", "Proxy", "KeyValue", .product(name: "ZeroCopyReactor", package: "ZeroCopyReactor"),
         ]),
     ]
 )

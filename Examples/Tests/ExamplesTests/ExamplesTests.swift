@@ -2,6 +2,7 @@
 // the exact file, the proxy forwards exact bytes both ways.
 import FanOut
 import FileServer
+import KeyValue
 import Glibc
 import Proxy
 import Testing
@@ -125,5 +126,81 @@ final class ReaderThread: @unchecked Sendable {
     func result() -> [UInt8] {
         pthread_join(thread, nil)
         return value
+    }
+}
+
+/// The async example: the protocol over a plain socket, a line over the limit, and a drain during a reply.
+@Suite(.timeLimit(.minutes(1))) struct KeyValueExampleTests {
+    /// Blocking socket work on a thread of its own, off Swift concurrency's few threads.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            let box = Unmanaged.passRetained(Job { c.resume(with: Result(catching: body)) })
+            var tid = pthread_t()
+            pthread_create(&tid, nil, { Unmanaged<Job>.fromOpaque($0!).takeRetainedValue().run(); return nil },
+                           box.toOpaque())
+            pthread_detach(tid)
+        }
+    }
+    final class Job { let run: () -> Void; init(_ run: @escaping () -> Void) { self.run = run } }
+
+    func started(_ server: KeyValueServer) async throws -> (Task<Void, any Error>, SocketAddress) {
+        let (stream, sink) = AsyncStream<SocketAddress>.makeStream()
+        let task = Task { try await server.run(port: 0) { sink.yield($0) } }
+        var iterator = stream.makeAsyncIterator()
+        return (task, await iterator.next()!)
+    }
+
+    @Test func theProtocolWorksAndALongLineIsReset() async throws {
+        let server = try KeyValueServer(loops: 1)
+        let (task, address) = try await started(server)
+        let replies = try await blocking { () throws -> [String] in
+            let c = try Client(address)
+            c.send(Array("SET colour blue\nGET colour\nGET shape\n".utf8))
+            let first = String(decoding: c.read(3 + 5 + 10), as: UTF8.self)
+            c.send(Array("STREAM 200000\n".utf8))
+            let streamed = c.read(200_000)
+            let ok = streamed.count == 200_000 && streamed.indices.allSatisfy { streamed[$0] == UInt8($0 % 251) }
+            c.send(Array("QUIT\n".utf8))
+            let bye = String(decoding: c.read(), as: UTF8.self)
+            // A line longer than the limit: the connection is reset, not left to grow.
+            let long = try Client(address)
+            long.send([UInt8](repeating: UInt8(ascii: "x"), count: KeyValueServer.maxLine + 10))
+            let rest = long.read()
+            return [first, ok ? "streamed" : "bad stream", bye, rest.isEmpty && errno == ECONNRESET ? "reset" : "\(errno)"]
+        }
+        #expect(replies == ["OK\nblue\nNOT_FOUND\n", "streamed", "BYE\n", "reset"])
+        await server.shutdown()
+        _ = try? await task.value
+    }
+
+    @Test func aDrainEndsIdleConnectionsCleanlyAndResetsACutStream() async throws {
+        let server = try KeyValueServer(loops: 1)
+        let (task, address) = try await started(server)
+        let (idle, streaming) = try await blocking { () throws -> (Client, Client) in
+            let idle = try Client(address)
+            idle.send(Array("SET a b\n".utf8))
+            _ = idle.read(3)
+            var size: Int32 = 4096
+            let streaming = try Client(address)
+            setsockopt(streaming.fd, SOL_SOCKET, SO_RCVBUF, &size, 4)
+            streaming.send(Array("STREAM 1000000000\n".utf8))
+            _ = streaming.read(1)
+            return (idle, streaming)
+        }
+        await server.shutdown(timeout: .milliseconds(300))
+        _ = try? await task.value
+        let (idleEnd, streamEnd) = try await blocking { () -> (Int32, Int32) in
+            func end(_ c: Client) -> Int32 {
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { recv(c.fd, $0.baseAddress, $0.count, 0) }
+                    if n == 0 { return 0 }
+                    if n < 0 { return errno }
+                }
+            }
+            return (end(idle), end(streaming))
+        }
+        #expect(idleEnd == 0)  // nothing was owed: a clean end
+        #expect(streamEnd == ECONNRESET)  // a reply cut by the drain: a reset
     }
 }
