@@ -67,8 +67,12 @@ public final class Connection: @unchecked Sendable, Selectable {
     private var outputClosed = false
     private var closeIntent = CloseIntent.none
     private var connectTimer: TimerID?
-    /// Per-connection counters (loop only).
-    public private(set) var stats = ConnectionStats()
+    private var loopStats = ConnectionStats()
+    /// Per-connection counters (loop only: checked in debug builds; other threads use `statistics()`).
+    public var stats: ConnectionStats {
+        assert(loop.inLoop, "Connection.stats is loop only; use statistics() from other threads")
+        return loopStats
+    }
     /// True once the connection was established (a failed client connect never is).
     public private(set) var wasEstablished = false
 
@@ -210,7 +214,7 @@ public final class Connection: @unchecked Sendable, Selectable {
     public func resumeReading() { onLoop { $0.setReadingPaused(false) } }
 
     /// Per-connection counters, read on the loop (nil once the loop has stopped, or on another loop's thread).
-    public func statistics() -> ConnectionStats? { loop.submitAndWait { [self] in stats } }
+    public func statistics() -> ConnectionStats? { loop.submitAndWait { [self] in loopStats } }
 
     private func onLoop(_ body: @escaping @Sendable (Connection) -> Void) {
         if loop.inLoop {
@@ -326,7 +330,7 @@ public final class Connection: @unchecked Sendable, Selectable {
                 return
             }
             loop.counters.bytesRead += n
-            stats.bytesRead += n
+            loopStats.bytesRead += n
             lastActivity = loop.iterationStart
             handler?.connection(self, didRead: InboundBytes(
                 bytes: UnsafeRawBufferPointer(rebasing: region[0..<n]), buffer: buffer, offset: offset, connection: self))
@@ -348,7 +352,7 @@ public final class Connection: @unchecked Sendable, Selectable {
             return try Sys.sendmsg(fd, iov)
         }
         isFlushing = false
-        stats.write += flushed
+        loopStats.write += flushed
         loop.counters.write += flushed
         if flushed.bytesWritten > 0 || outcome == .drained {
             lastWriteProgress = loop.iterationStart
@@ -442,9 +446,9 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// True if the kernel took some now.
     private func tookBytesNow() -> Bool {
         guard !isFlushing else { return true }
-        let before = stats.write.bytesWritten
+        let before = loopStats.write.bytesWritten
         flushNow()
-        return state != .open || stats.write.bytesWritten > before
+        return state != .open || loopStats.write.bytesWritten > before
     }
 
     // MARK: read memory (loop only)
