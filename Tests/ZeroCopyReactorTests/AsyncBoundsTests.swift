@@ -60,9 +60,7 @@ private final class Owner: @unchecked Sendable {
         _ = try await finished.value
         #expect(await eventuallyAsync { pool.counters()[0].connectionsOpen == 0 })
         #expect(await eventuallyAsync { seen.withLock { $0.allSatisfy { $0.value == nil } } })
-        server.cancel()
-        _ = try? await server.value
-        await pool.shutdownGracefully()
+        await stopServing(server, pool)
     }
 
     /// `serve` returns when the pool shuts down (a ServiceGroup may stop the pool first), and a handler in the
@@ -119,9 +117,7 @@ private final class Owner: @unchecked Sendable {
         let peer = try await onThread { try RawPeer(connectingTo: address) }
         #expect(try await second.value == "\(ReactorError.concurrentConsumers)")
         _ = peer
-        server.cancel()
-        _ = try? await server.value
-        await pool.shutdownGracefully()
+        await stopServing(server, pool)
     }
 
     /// A task waiting for writability that is cancelled throws CancellationError at once; the connection stays.

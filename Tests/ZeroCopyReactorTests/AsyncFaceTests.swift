@@ -27,9 +27,7 @@ import Testing
         #expect(client.remoteAddress == address)
         #expect(client.localAddress?.port ?? 0 > 0)
         client.close()
-        server.cancel()
-        _ = try? await server.value
-        await pool.shutdownGracefully()
+        await stopServing(server, pool)
     }
 
     @Test func anAsyncConnectEchoesAndAFailedOneThrowsItsError() async throws {
@@ -72,9 +70,7 @@ import Testing
         #expect(count <= 1000)
         #expect(end == ECONNRESET)
         #expect(await eventuallyAsync { pool.counters()[0].handlerFailures == 1 })
-        server.cancel()
-        _ = try? await server.value
-        await pool.shutdownGracefully()
+        await stopServing(server, pool)
     }
 
     /// The new user's case: a handler in the middle of a large reply when the group shuts down. With the serving

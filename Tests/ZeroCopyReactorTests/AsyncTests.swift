@@ -78,9 +78,7 @@ import Testing
             peer.shutdownWrite()
         }
         #expect(try await consumed.value == total)
-        server.cancel()
-        _ = try? await server.value
-        await pool.shutdownGracefully()
+        await stopServing(server, pool)
     }
 
     /// The lost wake-up that hung CI: the consumer looks, finds nothing, and before it parks the loop delivers a
@@ -143,9 +141,7 @@ import Testing
         }
         _ = try await done.value
         #expect(received.withLock { $0 } == [Int](repeating: total, count: connections))
-        server.cancel()
-        _ = try? await server.value
-        await pool.shutdownGracefully()
+        await stopServing(server, pool)
     }
 
     @Test func cancellingServeAbortsAHandlerWaitingToWrite() async throws {
@@ -192,9 +188,7 @@ import Testing
         let count = try await onThread { try RawPeer(connectingTo: address).readAll().count }
         #expect(count == 1 << 20)
         #expect(try await released.value)
-        server.cancel()
-        _ = try? await server.value
-        await pool.shutdownGracefully()
+        await stopServing(server, pool)
     }
 
     @Test func dataStringAndMappedFileSlicesSendTheirBytesWithoutCopying() throws {
@@ -248,7 +242,5 @@ import Testing
         return peer.read(exactly: 3)
     }
     #expect(echoed == [1, 2, 3])
-    server.cancel()
-    _ = try? await server.value
-    await pool.shutdownGracefully()
+    await stopServing(server, pool)
 }

@@ -374,8 +374,6 @@ func reactorError(_ body: () async throws -> Void) async -> ReactorError? {
         let aborted = await offThread { pool.counters()[0].connectionsAborted }
         #expect(aborted >= 2)
 
-        server.cancel()
-        _ = try? await server.value
-        await pool.shutdownGracefully()
+        await stopServing(server, pool)
     }
 }

@@ -212,6 +212,14 @@ func connectedPair(configure: (inout ReactorConfiguration) -> Void = { _ in }) t
     return (pool, peer, connection)
 }
 
+/// Ends a test's `serve`: cancels its task, waits for it to return (no child task left behind), then shuts the
+/// pool down without blocking a cooperative thread.
+func stopServing(_ server: Task<Void, any Error>, _ pool: ReactorPool) async {
+    server.cancel()
+    _ = try? await server.value
+    await pool.shutdownGracefully()
+}
+
 /// A handler made of closures, for tests.
 final class ClosureHandler: ConnectionHandler, @unchecked Sendable {
     var onOpen: (Connection) -> Void = { _ in }
