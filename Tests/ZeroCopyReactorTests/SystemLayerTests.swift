@@ -40,6 +40,24 @@ import Testing
         #expect(FaultInjection.hits(get) == 1)
     }
 
+    /// A fault scoped to a descriptor dies with it. Otherwise a fault a test left partly unused would hit whichever
+    /// socket reuses the number next, in a test running in parallel (an EAGAIN left on one test's send once turned
+    /// another test's one-byte echo into an EPOLLOUT wait). The number is asked of the fault table directly: a
+    /// syscall on a closed number could reach another test's socket.
+    @Test func aFaultOnADescriptorRetiresWhenTheDescriptorCloses() throws {
+        let socket = try Sys.socket(family: AF_INET)
+        let fd = socket.raw
+        let fault = FaultInjection.inject(.errno(EIO), on: .getsockopt, fd: fd, times: 3)
+        defer { FaultInjection.disarm(fault) }
+        #expect(throws: SystemError(errno: EIO, call: "getsockopt")) {
+            try Sys.getOption(fd, level: SOL_SOCKET, name: SO_REUSEADDR)
+        }
+        #expect(FaultInjection.check(.getsockopt, fd: fd) == .errno(EIO))
+        socket.close()
+        #expect(FaultInjection.check(.getsockopt, fd: fd) == nil)
+        #expect(FaultInjection.hits(fault) == 2)
+    }
+
     @Test func getsocknameAndBindFaultSeparately() throws {
         let socket = try Sys.socket(family: AF_INET)
         let fd = socket.raw

@@ -64,6 +64,19 @@ enum FaultInjection {
         if removed { armedCount.wrappingSubtract(1, ordering: .relaxed) }
     }
 
+    /// A descriptor was closed: faults scoped to it stop matching (their hits stay readable until disarmed).
+    /// Otherwise a fault a test left partly unused would hit whichever later socket reuses the number, in
+    /// another test running in parallel.
+    static func descriptorClosed(_ fd: Int32) {
+        if armedCount.load(ordering: .relaxed) == 0 { return }
+        faults.withLock { table in
+            for (id, var armed) in table where armed.fd == fd && armed.remaining > 0 {
+                armed.remaining = 0
+                table[id] = armed
+            }
+        }
+    }
+
     @inline(__always)
     static func check(_ call: SyscallName, fd: Int32) -> FaultKind? {
         if armedCount.load(ordering: .relaxed) == 0 { return nil }
@@ -89,5 +102,6 @@ enum FaultInjection {
 #else
 enum FaultInjection {
     @inline(__always) static func check(_ call: SyscallName, fd: Int32) -> FaultKind? { nil }
+    @inline(__always) static func descriptorClosed(_ fd: Int32) {}
 }
 #endif

@@ -13,10 +13,12 @@ struct FileDescriptor: ~Copyable {
     consuming func close() {
         let fd = raw
         discard self
+        FaultInjection.descriptorClosed(fd)
         _ = Glibc.close(fd)
     }
 
     deinit {
+        FaultInjection.descriptorClosed(raw)
         _ = Glibc.close(raw)
     }
 }
