@@ -4,7 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <linux/errqueue.h>
+#include <string.h>
 #include <sys/epoll.h>
+#include <sys/sendfile.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -59,6 +62,63 @@ ssize_t zcr_sendmsg(int fd, const struct iovec *iov, int iovcnt, int flags) {
     msg.msg_iov = (struct iovec *)iov;
     msg.msg_iovlen = (size_t)iovcnt;
     return sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
+}
+
+ssize_t zcr_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) {
+    off_t off = (off_t)*offset;
+    ssize_t n = sendfile(out_fd, in_fd, &off, count);
+    *offset = (int64_t)off;
+    return n;
+}
+
+#ifndef SO_ZEROCOPY
+#define SO_ZEROCOPY 60
+#endif
+#ifndef MSG_ZEROCOPY
+#define MSG_ZEROCOPY 0x4000000
+#endif
+#ifndef SO_EE_ORIGIN_ZEROCOPY
+#define SO_EE_ORIGIN_ZEROCOPY 5
+#endif
+#ifndef SO_EE_CODE_ZEROCOPY_COPIED
+#define SO_EE_CODE_ZEROCOPY_COPIED 1
+#endif
+
+int zcr_msg_zerocopy(void) { return MSG_ZEROCOPY; }
+
+int zcr_set_zerocopy(int fd) {
+    int one = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_ZEROCOPY, &one, sizeof one);
+}
+
+int zcr_recv_zerocopy(int fd, uint32_t *low, uint32_t *high, int *copied, int *other_errno) {
+    char control[128];
+    struct msghdr msg = { 0 };
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof control;
+    if (recvmsg(fd, &msg, MSG_ERRQUEUE | MSG_DONTWAIT) < 0) return -1;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+        struct sock_extended_err err;
+        if (c->cmsg_len < CMSG_LEN(sizeof err)) continue;
+        memcpy(&err, CMSG_DATA(c), sizeof err);
+        if (err.ee_origin == SO_EE_ORIGIN_ZEROCOPY) {
+            *low = err.ee_info;
+            *high = err.ee_data;
+            *copied = (err.ee_code & SO_EE_CODE_ZEROCOPY_COPIED) != 0;
+            return 1;
+        }
+        *other_errno = (int)err.ee_errno;
+        return 0;
+    }
+    *other_errno = 0;
+    return 0;
+}
+
+int zcr_disconnect(int fd) {
+    struct sockaddr unspec;
+    memset(&unspec, 0, sizeof unspec);
+    unspec.sa_family = AF_UNSPEC;
+    return connect(fd, &unspec, sizeof unspec);
 }
 
 static __thread void *thread_slot;

@@ -19,6 +19,7 @@ enum FailureCauses {
         case .concurrentConsumers: return "concurrent_consumers"
         case .frameTooLarge: return "frame_too_large"
         case .truncatedFrame: return "truncated_frame"
+        case .fileTruncated: return "file_truncated"
         }
     }
 

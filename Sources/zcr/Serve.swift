@@ -1,4 +1,4 @@
-// `zcr serve`: the reactor pool as a real server in echo, sink or blast mode, until SIGINT or SIGTERM (a graceful
+// `zcr serve`: the reactor pool as a real server in echo, sink, blast or file mode, until SIGINT or SIGTERM (a graceful
 // drain of up to 5 s; a second signal cuts it short). Run-time failures are one line on stderr and exit 1.
 import ArgumentParser
 import Dispatch
@@ -12,14 +12,22 @@ import ZeroCopyText
 struct Serve: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Run a TCP server on the reactor pool.")
 
-    enum Mode: String, ExpressibleByArgument, CaseIterable { case echo, sink, blast }
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case echo, sink, blast, file }
+    enum FileMode: String, ExpressibleByArgument, CaseIterable { case sendfile, mmap }
     enum API: String, ExpressibleByArgument, CaseIterable { case callback, async }
 
     @Option(help: "Address to listen on (IPv4 or IPv6).") var host = "127.0.0.1"
     @Option(help: "Port; 0 picks a free one and prints it.") var port = 7000
     @Option(help: "Number of loops (threads).") var threads = ReactorConfiguration.defaultLoops
-    @Option(help: "echo: write back what is read; sink: read and discard; blast: send --blast-bytes, then close.")
+    @Option(help: "echo: write back what is read; sink: read and discard; blast: send --blast-bytes, then close; file: send --file, then close.")
     var mode: Mode = .echo
+    @Option(help: "The file --mode file sends to every connection.") var file: String?
+    @Option(help: "sendfile: from the page cache with sendfile(2); mmap: slices of a read-only mapping.")
+    var fileIO: FileMode = .sendfile
+    @Flag(help: "Do not ask the kernel to read the file into the page cache at start (posix_fadvise WILLNEED).")
+    var noReadahead = false
+    @Option(help: "Send calls of at least this many bytes ask for MSG_ZEROCOPY (default: never). On loopback the kernel copies anyway and says so.")
+    var zerocopyThreshold: String?
     @Option(help: "Bytes each blast connection receives.") var blastBytes = 1 << 30
     @Option(help: "Size of the slices blast cuts from its one payload.") var sliceBytes = 64 * 1024
     @Option(help: "SO_SNDBUF of each connection in bytes (default: the kernel's autotuning).") var sendBuffer: Int32?
@@ -44,7 +52,21 @@ struct Serve: ParsableCommand {
         guard sliceBytes >= 1 else { throw ValidationError("--slice-bytes must be at least 1") }
         if let b = sendBuffer, b < 1 { throw ValidationError("--send-buffer must be at least 1, not \(b)") }
         if let b = receiveBuffer, b < 1 { throw ValidationError("--receive-buffer must be at least 1, not \(b)") }
+        if mode == .file && file == nil { throw ValidationError("--mode file needs --file PATH") }
+        if mode != .file && file != nil { throw ValidationError("--file is only for --mode file") }
         _ = try bounds()
+        _ = try zeroCopyThreshold()
+    }
+
+    private func zeroCopyThreshold() throws -> Int? {
+        guard let t = zerocopyThreshold else { return nil }
+        do {
+            let n = try ArgumentValues.size(t, flag: "--zerocopy-threshold")
+            guard n >= 1 else { throw ValidationError("--zerocopy-threshold must be at least 1 byte, not \(n)") }
+            return n
+        } catch let error as LoadError {
+            throw ValidationError(error.description)
+        }
     }
 
     /// The time and memory bounds from the options, each checked with one clear line.
@@ -89,6 +111,7 @@ struct Serve: ParsableCommand {
             Output.error("zcr serve: --stats-json \(path): \(problem)")
             throw ExitCode.failure
         }
+        configuration.zeroCopyThreshold = try zeroCopyThreshold()
         configuration.socketSendBuffer = sendBuffer
         configuration.socketReceiveBuffer = receiveBuffer
         configuration.logger = Logger(label: "zcr serve", factory: { StreamLogHandler.standardError(label: $0) })
@@ -100,7 +123,17 @@ struct Serve: ParsableCommand {
             Output.error("zcr serve: cannot start the reactor pool: \(error)")
             throw ExitCode.failure
         }
-        let server = BuiltinServer(mode: ServeMode(rawValue: mode.rawValue)!, blastBytes: blastBytes, sliceBytes: sliceBytes)
+        var served: ServedFile? = nil
+        if mode == .file, let path = file {
+            do {
+                served = try ServedFile(path: path, io: FileIO(rawValue: fileIO.rawValue)!, readAhead: !noReadahead)
+            } catch {
+                Output.error("zcr serve: --file \(path): \(error)")
+                throw ExitCode.failure
+            }
+        }
+        let server = BuiltinServer(
+            mode: ServeMode(rawValue: mode.rawValue)!, blastBytes: blastBytes, sliceBytes: sliceBytes, file: served)
         let address: SocketAddress
         do {
             switch api {
@@ -127,6 +160,17 @@ struct Serve: ParsableCommand {
                 + "timeouts idle \(c.idleTimeouts) stall \(c.writeStallTimeouts) close \(c.closeTimeouts), "
                 + "read buffers allocated \(c.readBuffersAllocated) held \(c.readBuffersHeld), "
                 + "paused for memory \(c.readPausesForMemory) times")
+            if c.write.sendfileCalls > 0 {
+                Output.line("loop \(c.loop): sendfile \(c.write.sendfileBytes) B in \(c.write.sendfileCalls) calls")
+            }
+            if configuration.zeroCopyThreshold != nil {
+                let w = c.write
+                let copiedNote = w.zeroCopyCompletions > 0 && w.zeroCopyCopied == w.zeroCopyCompletions
+                    ? " (the kernel copied every one: on loopback and veth it always does)" : ""
+                Output.line("loop \(c.loop): MSG_ZEROCOPY \(w.zeroCopyBytes) B in \(w.zeroCopySends) sends, "
+                    + "\(w.zeroCopyCompletions) completions, \(w.zeroCopyCopied) copied\(copiedNote), "
+                    + "\(w.zeroCopyFallbacks) ENOBUFS fallbacks, \(c.zeroCopyDeadlineReleases) released at the deadline")
+            }
         }
         let counters = pool.counters()
         let aborted = counters.reduce(0) { $0 + $1.connectionsAborted }
@@ -174,7 +218,12 @@ struct Serve: ParsableCommand {
              ("read_buffers_allocated", c.readBuffersAllocated), ("read_buffers_freed", c.readBuffersFreed),
              ("read_buffers_free", c.readBuffersFree), ("read_buffers_held", c.readBuffersHeld),
              ("read_bytes_held", c.readBytesHeld), ("read_paused_for_memory", c.connectionsPausedForReadMemory),
-             ("read_pauses_for_memory", c.readPausesForMemory), ("slices_outstanding", c.slicesOutstanding)]
+             ("read_pauses_for_memory", c.readPausesForMemory), ("slices_outstanding", c.slicesOutstanding),
+             ("sendfile_calls", c.write.sendfileCalls), ("sendfile_bytes", c.write.sendfileBytes),
+             ("zerocopy_sends", c.write.zeroCopySends), ("zerocopy_bytes", c.write.zeroCopyBytes),
+             ("zerocopy_completions", c.write.zeroCopyCompletions), ("zerocopy_copied", c.write.zeroCopyCopied),
+             ("zerocopy_fallbacks", c.write.zeroCopyFallbacks), ("zerocopy_lingering", c.zeroCopyLingering),
+             ("zerocopy_deadline_releases", c.zeroCopyDeadlineReleases)]
         }
         func object(_ pairs: [(String, Int)]) -> String {
             "{" + pairs.map { "\(Text.jsonQuoted($0.0)): \($0.1)" }.joined(separator: ", ") + "}"

@@ -49,7 +49,9 @@ import Testing
         #expect(json["bytes_sent"].int == messages * 64)
         #expect(json["bytes_copied"].int == 0)
         #expect(json["foreign_iovecs"].int == 0)
-        #expect((json["verified_iovecs"].int ?? 0) >= messages)
+        // Checked at the syscall boundary, entry by entry: slices cut in order from one buffer share one iovec, and
+        // a call carries at most 1024 slices.
+        #expect((json["verified_iovecs"].int ?? 0) >= messages / 1024)
         #expect((json["slices_per_call"].double ?? 0) > 100, "1024 slices are written per loop iteration")
         try Zcr.requireJemalloc(json)
         let perWrite = try #require(json["allocations_per_write"].double)

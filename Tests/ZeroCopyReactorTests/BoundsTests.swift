@@ -28,7 +28,7 @@ private func sendUntilStalled(_ peer: RawPeer, chunk: Int = 65536, limit: Int = 
 }
 
 /// Polls `condition` every millisecond until it holds or `seconds` pass (a deadline, not a sleep to synchronise).
-private func eventually(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
+func eventually(seconds: Double = 10, _ condition: () -> Bool) -> Bool {
     let end = DispatchTime.now() + seconds
     while DispatchTime.now() < end {
         if condition() { return true }

@@ -6,7 +6,7 @@ import Testing
 @testable import ZeroCopyReactor
 
 /// A fake sendmsg: answers each call from a script and records the iovecs and the bytes it "sent".
-final class ScriptedSocket {
+final class ScriptedSocket: FlushIO {
     enum Step { case accept(Int), errno(Int32), acceptAll }
     var script: [Step]
     var calls: [[Int]] = []
@@ -15,6 +15,10 @@ final class ScriptedSocket {
     let fakeFD: Int32 = 1_000_000
 
     init(_ script: [Step]) { self.script = script }
+
+    func send(_ iov: UnsafeMutableBufferPointer<iovec>, zeroCopy: Bool) throws(SystemError) -> IOResult<Int> {
+        try syscall(iov)
+    }
 
     func syscall(_ iov: UnsafeMutableBufferPointer<iovec>) throws(SystemError) -> IOResult<Int> {
         try Sys.call(.sendmsg, fd: fakeFD) { limit -> Int in
@@ -43,7 +47,7 @@ final class ScriptedSocket {
 
     func flush(_ chain: WriteChain, budget: Int = 16, verify: Bool = false, stats: inout FlushStats) -> FlushOutcome {
         let iov = IOVecArray()
-        return chain.flush(iov: iov, budget: budget, verify: verify, stats: &stats, syscall: syscall)
+        return chain.flush(iov: iov, budget: budget, options: FlushOptions(verify: verify), stats: &stats, io: self)
     }
 
     func flush(_ chain: WriteChain, budget: Int = 16) -> FlushOutcome {
@@ -112,7 +116,7 @@ final class ScriptedSocket {
         let socket = ScriptedSocket([.accept(15), .errno(EPIPE)])
         #expect(socket.flush(chain) == .wouldBlock)
         let outcome = socket.flush(chain)
-        #expect(outcome == .failed(SystemError(errno: EPIPE, call: "sendmsg")))
+        #expect(outcome == .failed(.system(SystemError(errno: EPIPE, call: "sendmsg"))))
         #expect(tracker.releasedCount == 1)  // the first slice was written before the error
         #expect(chain.failAll(.system(SystemError(errno: EPIPE, call: "sendmsg"))) == 4)
         #expect(tracker.releasedCount == 5 && tracker.releasedTwice.isEmpty)

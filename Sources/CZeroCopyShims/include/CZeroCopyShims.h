@@ -31,6 +31,19 @@ void zcr_set_errno(int value);
 // sendmsg with one iovec array and flags (MSG_NOSIGNAL is always added).
 ssize_t zcr_sendmsg(int fd, const struct iovec *iov, int iovcnt, int flags);
 
+// sendfile(2) from `in_fd` at *offset (advanced by what was sent; the file position is untouched).
+ssize_t zcr_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count);
+// MSG_ZEROCOPY support: the flag's value, SO_ZEROCOPY on a socket, and one message from the error queue.
+int zcr_msg_zerocopy(void);
+int zcr_set_zerocopy(int fd);
+// Reads one error-queue message (MSG_ERRQUEUE | MSG_DONTWAIT). Returns 1 with a zero-copy completion's inclusive
+// range and whether the kernel copied (SO_EE_CODE_ZEROCOPY_COPIED), 0 for a message of another origin (its errno in
+// *other_errno), -1 with errno (EAGAIN: the queue is empty).
+int zcr_recv_zerocopy(int fd, uint32_t *low, uint32_t *high, int *copied, int *other_errno);
+// connect(AF_UNSPEC): disconnects a TCP socket at once (a reset to the peer when data was in flight or unread),
+// leaving the descriptor open so the error queue can still be read.
+int zcr_disconnect(int fd);
+
 // The calling thread's node pool (owned by Swift; NULL until first use).
 void *zcr_thread_slot(void);
 void zcr_set_thread_slot(void *value);

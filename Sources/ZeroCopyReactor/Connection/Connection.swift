@@ -184,6 +184,16 @@ public final class Connection: @unchecked Sendable, Selectable {
         onLoop { $0.requestClose(.closeAfterOutput) }
     }
 
+    /// Sends of at least `threshold` bytes ask the kernel for MSG_ZEROCOPY on this connection (nil: never). Any
+    /// thread; applied on the loop. See ``ReactorConfiguration/zeroCopyThreshold`` for what it changes: slices are
+    /// then released only when the kernel's completion arrives, later than `sliceWritten`.
+    public func setZeroCopyThreshold(_ threshold: Int?) {
+        onLoop { c in
+            guard c.state != .closed else { return }
+            c.applyZeroCopy(threshold)
+        }
+    }
+
     /// Changes this connection's time bounds (any thread; applied on the loop). The clock of each bound starts over.
     public func setTimeouts(_ timeouts: ConnectionTimeouts) {
         onLoop { c in
@@ -237,6 +247,7 @@ public final class Connection: @unchecked Sendable, Selectable {
         let config = loop.configuration
         if let size = config.socketSendBuffer { try? Sys.setOption(fd, level: SOL_SOCKET, name: SO_SNDBUF, value: size) }
         if let size = config.socketReceiveBuffer { try? Sys.setOption(fd, level: SOL_SOCKET, name: SO_RCVBUF, value: size) }
+        if let threshold = config.zeroCopyThreshold { applyZeroCopy(threshold) }
         let events = state == .connecting ? Epoll.output : (Epoll.input | Epoll.readHangup)
         do {
             registration = try loop.register(fd: fd, events: events, self)
@@ -285,6 +296,11 @@ public final class Connection: @unchecked Sendable, Selectable {
             if !inputClosed && ((!readingPaused && !memoryPaused) || hangup) { readAvailable() }
         }
         if state == .open && events & Epoll.output != 0 { flushNow() }
+        // MSG_ZEROCOPY completions arrive on the error queue, which raises EPOLLERR without a socket error.
+        if state == .open && events & Epoll.error != 0 && zeroCopySocketOn, readCompletions(),
+           ((try? Sys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR)) ?? 0) == 0 {
+            return
+        }
         if state == .open && events & Epoll.error != 0 {
             let code = (try? Sys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR)) ?? 0
             teardown(.system(SystemError(errno: code == 0 ? ECONNRESET : code, call: "epoll")))
@@ -343,14 +359,11 @@ public final class Connection: @unchecked Sendable, Selectable {
         guard state == .open, !chain.isSealed, !isFlushing else { return }
         isFlushing = true
         var flushed = FlushStats()
-        let fd = self.fd
+        let config = loop.configuration
+        let options = FlushOptions(
+            verify: config.verifyIovecs, copyControl: config.copyControl, zeroCopyThreshold: zeroCopyThreshold)
         let outcome = chain.flush(
-            iov: loop.iov, budget: loop.configuration.writeSpinBudget, verify: loop.configuration.verifyIovecs,
-            stats: &flushed
-        ) { (iov: UnsafeMutableBufferPointer<iovec>) throws(SystemError) -> IOResult<Int> in
-            if iov.count == 1 { return try Sys.send(fd, iov[0].iov_base, iov[0].iov_len) }
-            return try Sys.sendmsg(fd, iov)
-        }
+            iov: loop.iov, budget: config.writeSpinBudget, options: options, stats: &flushed, io: SocketIO(fd: fd))
         isFlushing = false
         loopStats.write += flushed
         loop.counters.write += flushed
@@ -372,7 +385,7 @@ public final class Connection: @unchecked Sendable, Selectable {
             setInterest(interest & ~Epoll.output)
             loop.scheduleFlush(self)
         case .failed(let error):
-            teardown(.system(error))
+            teardown(error)
             return
         }
         updateWritability()
@@ -451,6 +464,56 @@ public final class Connection: @unchecked Sendable, Selectable {
         return state != .open || loopStats.write.bytesWritten > before
     }
 
+    // MARK: MSG_ZEROCOPY (loop only)
+
+    /// The threshold in force (nil: zero copy off, or never turned on).
+    private var zeroCopyThreshold: Int?
+
+    private func applyZeroCopy(_ threshold: Int?) {
+        guard let threshold else {
+            zeroCopyThreshold = nil
+            chain.zeroCopyEnabled = false
+            return
+        }
+        if zeroCopyThreshold == nil && !zeroCopySocketOn {
+            do {
+                try Sys.enableZeroCopy(fd)
+                zeroCopySocketOn = true
+                chain.zeroCopyEnabled = true
+            } catch {
+                // Not a TCP socket the kernel can do it for: count it and send as usual.
+                loop.counters.zeroCopyRefused += 1
+                return
+            }
+        }
+        zeroCopyThreshold = threshold
+    }
+
+    /// SO_ZEROCOPY was set on the socket (it cannot be unset).
+    private var zeroCopySocketOn = false
+
+    /// Reads every message on the error queue. True if any was a zero-copy completion and none an error.
+    private func readCompletions() -> Bool {
+        var any = false
+        var stats = FlushStats()
+        defer {
+            loopStats.write += stats
+            loop.counters.write += stats
+        }
+        while true {
+            let message: Sys.ErrorQueueMessage?
+            do { message = try Sys.readErrorQueue(fd) } catch { return false }
+            switch message {
+            case nil: return any
+            case .zeroCopy(let low, let high, let copied)?:
+                chain.completeZeroCopy(low: low, high: high, copied: copied, stats: &stats)
+                any = true
+            case .other?:
+                return false
+            }
+        }
+    }
+
     // MARK: read memory (loop only)
 
     /// True when pausing this connection's reading would stop it from retaining more read memory.
@@ -522,10 +585,15 @@ public final class Connection: @unchecked Sendable, Selectable {
         if let registration { loop.deregister(fd: fd, registration) }
         registration = nil
         // Output cut short ends with a reset (SO_LINGER 0), so the peer can tell it from a complete reply.
-        let reset = error == .aborted || error == .writeStalled || error == .closeTimeout
+        let reset = error.map(Self.endsWithReset) ?? false
         if reset, fd >= 0 {
             try? Sys.setResetOnClose(fd)
             if wasOpen { loop.counters.connectionsAborted += 1 }
+        }
+        if chain.awaitingCount > 0, let d = descriptor.take() {
+            // MSG_ZEROCOPY sends still pin slices: the descriptor stays open until their completions arrive (or
+            // the completion deadline), and the connection is over for everyone else now.
+            CompletionLinger.start(descriptor: d, chain: chain, loop: loop, reset: reset, outputDone: outputClosed)
         }
         if let d = descriptor.take() { d.close() }
         fd = -1
@@ -548,9 +616,33 @@ public final class Connection: @unchecked Sendable, Selectable {
         h?.connectionClosed(self, error: error)
     }
 
+    /// The errors that end a connection with a reset: its output was cut short.
+    static func endsWithReset(_ error: ReactorError) -> Bool {
+        switch error {
+        case .aborted, .writeStalled, .closeTimeout, .fileTruncated: return true
+        default: return false
+        }
+    }
+
     /// True once closed (loop only).
     public var isClosed: Bool {
         assert(loop.inLoop, "Connection.isClosed is loop only")
         return state == .closed
+    }
+}
+
+/// A connection's socket as the write chain's syscalls.
+struct SocketIO: FlushIO {
+    let fd: Int32
+
+    @inline(__always)
+    func send(_ iov: UnsafeMutableBufferPointer<iovec>, zeroCopy: Bool) throws(SystemError) -> IOResult<Int> {
+        if zeroCopy { return try Sys.sendmsgZeroCopy(fd, iov) }
+        if iov.count == 1 { return try Sys.send(fd, iov[0].iov_base, iov[0].iov_len) }
+        return try Sys.sendmsg(fd, iov)
+    }
+
+    func sendFile(_ file: Int32, offset: Int64, count: Int) throws(SystemError) -> IOResult<Int> {
+        try Sys.sendfile(fd, from: file, offset: offset, count: count)
     }
 }

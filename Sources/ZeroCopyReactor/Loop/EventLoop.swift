@@ -53,6 +53,13 @@ public struct LoopCounters: Sendable, Equatable {
     /// Handlers run by `ReactorPool.serve` that threw (their connections were aborted; logged with the connection's
     /// id when the pool has a logger).
     public var handlerFailures = 0
+    /// Connections that ended while MSG_ZEROCOPY completions were pending, still waiting for them now.
+    public var zeroCopyLingering = 0
+    /// Slices released at the completion deadline (`ReactorConfiguration.zeroCopyCompletionDeadlineNanos`) without
+    /// their completion.
+    public var zeroCopyDeadlineReleases = 0
+    /// Connections where SO_ZEROCOPY could not be set (they send as usual).
+    public var zeroCopyRefused = 0
     public var reads = 0
     public var bytesRead = 0
     public var write = FlushStats()
@@ -527,8 +534,10 @@ public final class EventLoop: @unchecked Sendable {
     /// Called every iteration once stopping: true when the loop may exit.
     private func shutdownStep() -> Bool {
         let live = slots.compactMap(\.item).compactMap { $0 as? Connection }
-        if live.isEmpty { return true }
+        let lingering = slots.compactMap(\.item).compactMap { $0 as? CompletionLinger }
+        if live.isEmpty && lingering.isEmpty { return true }
         if let d = shutdownDeadline, Self.now() >= d {
+            for l in lingering { l.finish(expired: true) }
             configuration.logger.warning(
                 "shutdown deadline: aborting connections still open", metadata: ["loop": "\(index)", "count": "\(live.count)"])
             for c in live { c.abort() }
@@ -546,6 +555,8 @@ public final class EventLoop: @unchecked Sendable {
         }
         for task in remaining { task.run() }
         flushReady()
+        // Completions can no longer be waited for: the loop is ending.
+        for case let l as CompletionLinger in slots.compactMap(\.item) { l.finish(expired: true) }
         for l in listeners { l.close() }
         listeners.removeAll()
         // Buffers retired while held go on living with their slices; the free ones go back now.

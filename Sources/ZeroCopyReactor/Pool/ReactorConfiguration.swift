@@ -28,6 +28,20 @@ public struct ReactorConfiguration: Sendable {
     public var writeSpinBudget = 16
     /// Checks that every iovec handed to the kernel lies inside memory a caller appended (for `zcr profile`).
     public var verifyIovecs = false
+    /// Send calls of at least this many bytes ask the kernel for MSG_ZEROCOPY (nil, the default: never). The kernel
+    /// then sends from the slices' pages instead of copying them into the socket buffer, and the slices are
+    /// released only when its completion arrives, which is later than `sliceWritten`: memory may be reused after
+    /// `sliceReleased`, never after `sliceWritten`. It pays between hosts above about 10 KB; on loopback and veth
+    /// the kernel copies anyway and says so (`FlushStats.zeroCopyCopied`), and the connection stops asking after the
+    /// first such completion, as it does after ENOBUFS (whose send is made again at once without the flag).
+    /// Per connection: `Connection.setZeroCopyThreshold`.
+    public var zeroCopyThreshold: Int?
+    /// How long a connection that ended with MSG_ZEROCOPY completions pending keeps its descriptor and slices while
+    /// waiting for them (default 5 s). At the deadline the slices are released anyway and counted in
+    /// `LoopCounters.zeroCopyDeadlineReleases`.
+    public var zeroCopyCompletionDeadlineNanos: UInt64 = 5_000_000_000
+    /// A deliberate copy before every send (see `CopyControl`): only for showing that `zcr profile` catches copies.
+    @_spi(CopyControl) public var copyControl: CopyControl?
     /// SO_SNDBUF for every connection (nil: the kernel's default and autotuning).
     public var socketSendBuffer: Int32?
     /// SO_RCVBUF for every connection (nil: the kernel's default and autotuning).
@@ -71,6 +85,7 @@ public struct ReactorConfiguration: Sendable {
         if let max = maxConnections, max < 1 { throw .invalidArgument("max connections must be at least 1, not \(max)") }
         try timeouts.validate()
         guard writeSpinBudget >= 1 else { throw .invalidArgument("write spin budget must be at least 1") }
+        if let t = zeroCopyThreshold, t < 1 { throw .invalidArgument("zero-copy threshold must be at least 1 byte, not \(t)") }
     }
 }
 

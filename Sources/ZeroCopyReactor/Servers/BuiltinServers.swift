@@ -1,9 +1,49 @@
-// The three servers `zcr serve` runs, usable by embedders too: echo (writes back the very buffer it read into),
-// sink (reads and discards) and blast (sends a byte pattern cut from one shared payload, then closes).
+// The four servers `zcr serve` runs, usable by embedders too: echo (writes back the very buffer it read into),
+// sink (reads and discards), blast (sends a byte pattern cut from one shared payload, then closes) and file (sends
+// one file, with sendfile or from a read-only mapping, then closes).
 
 /// What a built-in server does with each connection.
 public enum ServeMode: String, Sendable, CaseIterable {
-    case echo, sink, blast
+    case echo, sink, blast, file
+}
+
+/// How the file server sends its file.
+public enum FileIO: String, Sendable, CaseIterable {
+    /// sendfile(2) from the page cache: no mapping, no page faults on the loop, a truncated file is an error.
+    case sendfile
+    /// Slices of one read-only mapping, sent with sendmsg (the kernel copies from the mapped pages).
+    case mmap
+}
+
+/// The file a file server sends to every connection: opened (or mapped) once and shared by all of them.
+public struct ServedFile: Sendable {
+    public let path: String
+    public let io: FileIO
+    let open: OpenFile?
+    let mapped: MappedFile?
+
+    /// Opens (sendfile) or maps (mmap) `path`. With `readAhead`, asks the kernel to bring the file into the page cache
+    /// now (posix_fadvise WILLNEED): sendfile of pages that are not cached blocks the loop on the disk.
+    public init(path: String, io: FileIO = .sendfile, readAhead: Bool = true) throws(ReactorError) {
+        self.path = path
+        self.io = io
+        switch io {
+        case .sendfile:
+            let file = try OpenFile(path: path)
+            if readAhead { file.readAhead() }
+            open = file
+            mapped = nil
+        case .mmap:
+            open = nil
+            mapped = try MappedFile(path: path)
+        }
+    }
+
+    /// The whole file as one slice (a region, or the mapping).
+    func slice() throws(ReactorError) -> Slice {
+        if let open { return try open.region() }
+        return mapped!.slice()
+    }
 }
 
 /// The stream `blast` sends: byte i is `i % 251`, as slices cut from ONE payload of `sliceBytes + 251` bytes,
@@ -36,9 +76,14 @@ public struct BuiltinServer: Sendable {
     public let blastBytes: Int
     let payload: BlastPayload
 
-    public init(mode: ServeMode, blastBytes: Int = 1 << 30, sliceBytes: Int = 64 * 1024) {
+    /// The file of `.file` mode.
+    public let file: ServedFile?
+
+    public init(mode: ServeMode, blastBytes: Int = 1 << 30, sliceBytes: Int = 64 * 1024, file: ServedFile? = nil) {
+        precondition(mode != .file || file != nil, "file mode needs a file")
         self.mode = mode
         self.blastBytes = blastBytes
+        self.file = file
         payload = BlastPayload(sliceBytes: sliceBytes)
     }
 
@@ -47,6 +92,7 @@ public struct BuiltinServer: Sendable {
         case .echo: return EchoHandler()
         case .sink: return SinkHandler()
         case .blast: return BlastHandler(payload: payload, total: blastBytes)
+        case .file: return FileHandler(file: file!)
         }
     }
 }
@@ -70,6 +116,8 @@ extension BuiltinServer {
                     try await c.write(payload.slice(streamOffset: sent, count: n))
                     sent += n
                 }
+            case .file:
+                try await c.write(file!.slice())
             }
         }
     }
@@ -130,5 +178,22 @@ public final class BlastHandler: ConnectionHandler {
             sent += n
         }
         if sent == total { connection.close() }
+    }
+}
+
+/// Sends the file to the connection, then closes gracefully (the peer's input is not read). A file that shrank
+/// under the send ends the connection with `ReactorError.fileTruncated` and a reset.
+public final class FileHandler: ConnectionHandler {
+    let file: ServedFile
+
+    public init(file: ServedFile) { self.file = file }
+
+    public func connectionOpened(_ connection: Connection) {
+        do {
+            try connection.write(file.slice())
+            connection.close()
+        } catch {
+            connection.abort()
+        }
     }
 }

@@ -12,6 +12,9 @@ public enum SyscallName: String, Sendable, CaseIterable {
     /// The loop's wait: `epollPwait2` while the kernel has it, `epollWait` once Sys fell back (see `Sys.epollWait`).
     case epollPwait2 = "epoll_pwait2", epollWait = "epoll_wait"
     case epollCreate = "epoll_create", epollCtl = "epoll_ctl", eventfd
+    case sendfile
+    /// recvmsg(MSG_ERRQUEUE): reading MSG_ZEROCOPY completions.
+    case recvErrorQueue = "recvmsg_errqueue"
 }
 
 /// What an injected fault does to the call it hits.

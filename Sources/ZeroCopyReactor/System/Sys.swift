@@ -170,6 +170,59 @@ enum Sys {
         }
     }
 
+    /// sendmsg with MSG_ZEROCOPY (SO_ZEROCOPY must be on): the kernel pins the pages instead of copying, and reports
+    /// on the error queue when it is done with them.
+    static func sendmsgZeroCopy(_ fd: Int32, _ iov: UnsafeMutableBufferPointer<iovec>) throws(SystemError) -> IOResult<Int> {
+        try call(.sendmsg, fd: fd) { limit in
+            let flags = Int32(MSG_DONTWAIT) | zcr_msg_zerocopy()
+            if limit == Int.max { return zcr_sendmsg(fd, iov.baseAddress, Int32(iov.count), flags) }
+            var entries: [iovec] = []
+            var left = limit
+            for v in iov where left > 0 {
+                let n = min(v.iov_len, left)
+                entries.append(iovec(iov_base: v.iov_base, iov_len: n))
+                left -= n
+            }
+            return entries.withUnsafeBufferPointer { zcr_sendmsg(fd, $0.baseAddress, Int32($0.count), flags) }
+        }
+    }
+
+    /// sendfile of at most `count` bytes of `file` from `offset` to the socket. An injected short count sends less.
+    static func sendfile(_ fd: Int32, from file: Int32, offset: Int64, count: Int) throws(SystemError) -> IOResult<Int> {
+        try call(.sendfile, fd: fd) { limit in
+            var at = offset
+            return zcr_sendfile(fd, file, &at, min(count, limit))
+        }
+    }
+
+    /// SO_ZEROCOPY on a socket (needed before any MSG_ZEROCOPY send).
+    static func enableZeroCopy(_ fd: Int32) throws(SystemError) {
+        _ = try must(.setsockopt, fd: fd) { zcr_set_zerocopy(fd) }
+    }
+
+    /// One message of the socket's error queue: a zero-copy completion, `.other` for anything else, nil when the
+    /// queue is empty.
+    enum ErrorQueueMessage: Equatable {
+        case zeroCopy(low: UInt32, high: UInt32, copied: Bool)
+        case other(errno: Int32)
+    }
+
+    static func readErrorQueue(_ fd: Int32) throws(SystemError) -> ErrorQueueMessage? {
+        var low: UInt32 = 0, high: UInt32 = 0
+        var copied: Int32 = 0, other: Int32 = 0
+        switch try call(.recvErrorQueue, fd: fd, { _ in zcr_recv_zerocopy(fd, &low, &high, &copied, &other) }) {
+        case .wouldBlock: return nil
+        case .processed(1): return .zeroCopy(low: low, high: high, copied: copied != 0)
+        case .processed: return .other(errno: other)
+        }
+    }
+
+    /// Disconnects a TCP socket now, keeping the descriptor (connect with AF_UNSPEC): the peer gets a reset when
+    /// anything was unsent or unread, and the error queue stays readable.
+    static func disconnect(_ fd: Int32) throws(SystemError) {
+        _ = try must(.connect, fd: fd) { zcr_disconnect(fd) }
+    }
+
     // MARK: epoll and eventfd
 
     static func epollControl(_ epfd: Int32, _ op: Int32, _ fd: Int32, events: UInt32, data: UInt64) throws(SystemError) {

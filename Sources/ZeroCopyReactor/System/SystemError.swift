@@ -53,6 +53,10 @@ public enum ReactorError: Error, Hashable, Sendable, CustomStringConvertible {
     case frameTooLarge(size: Int, limit: Int)
     /// The input ended inside a frame (``FrameReader``): `bytes` of it had arrived (a length prefix included).
     case truncatedFrame(bytes: Int)
+    /// A file region could not be sent whole: the file ended at `offset`, before the region's end at `expected`
+    /// (it was truncated after the region was queued). The connection is reset: the peer must not take the short
+    /// reply for a complete one.
+    case fileTruncated(path: String?, offset: Int, expected: Int)
 
     public var description: String {
         switch self {
@@ -70,6 +74,8 @@ public enum ReactorError: Error, Hashable, Sendable, CustomStringConvertible {
         case .concurrentConsumers: return "an inbound sequence has one consumer at a time"
         case .frameTooLarge(let size, let limit): return "frame too large: \(size) bytes, limit \(limit)"
         case .truncatedFrame(let bytes): return "input ended inside a frame, after \(bytes) bytes of it"
+        case .fileTruncated(let path, let offset, let expected):
+            return "file \(path ?? "(descriptor)") ended at byte \(offset), before the region's end at \(expected)"
         }
     }
 

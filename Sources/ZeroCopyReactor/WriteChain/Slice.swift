@@ -32,6 +32,8 @@ enum SliceKeepalive: @unchecked Sendable {
     case copy(CopiedBytes)
     /// The few bytes of a small Data or String value, copied into an array (counted as copied when written).
     case inlineCopy([UInt8])
+    /// A region of an open file, sent with sendfile: the slice has no bytes in memory.
+    case file(FileRegionRef)
 }
 
 /// Bytes handed to a connection without copying. See the borrowing contract above.
@@ -40,7 +42,7 @@ enum SliceKeepalive: @unchecked Sendable {
 /// largest keepalive being an ArraySlice: everything rare, such as a copying path's bookkeeping, lives inside the
 /// keepalive) and the keepalive, whose tag is a single byte, comes last.
 public struct Slice: @unchecked Sendable {
-    /// The bytes that will be sent.
+    /// The bytes that will be sent. Empty for a file region, whose bytes stay in the file (see `count`).
     public let bytes: UnsafeRawBufferPointer
     /// A value of the caller's, passed back in `SliceObserver` events.
     public var tag: UInt64 = 0
@@ -102,7 +104,28 @@ public struct Slice: @unchecked Sendable {
         self.init(bytes: bytes, keepalive: .none)
     }
 
-    public var count: Int { bytes.count }
+    /// A region of an open file (`OpenFile.region`): `bytes` is empty, and the loop sends it with sendfile.
+    init(region: FileRegionRef) {
+        self.init(bytes: UnsafeRawBufferPointer(start: nil, count: 0), keepalive: .file(region))
+    }
+
+    /// Bytes this slice sends: its memory's length, or its file region's.
+    public var count: Int {
+        if case .file(let region) = keepalive { return region.count }
+        return bytes.count
+    }
+
+    /// True for a region of a file (sent with sendfile), false for memory.
+    public var isFileRegion: Bool {
+        if case .file = keepalive { return true }
+        return false
+    }
+
+    /// The file region behind this slice, if it is one.
+    var fileRegion: FileRegionRef? {
+        if case .file(let region) = keepalive { return region }
+        return nil
+    }
 
     /// A zero-length slice is never queued (it would never drain), but it was handed over all the same: its observer
     /// hears that it was written (0 bytes) and released, at once, on the writing thread.
@@ -114,8 +137,13 @@ public struct Slice: @unchecked Sendable {
 
     /// Part of this slice, sharing its owner. No bytes are copied.
     public func slice(_ range: Range<Int>) -> Slice {
-        precondition(range.lowerBound >= 0 && range.upperBound <= bytes.count, "slice \(range) out of 0..<\(bytes.count)")
-        var s = Slice(bytes: UnsafeRawBufferPointer(rebasing: bytes[range]), keepalive: keepalive)
+        precondition(range.lowerBound >= 0 && range.upperBound <= count, "slice \(range) out of 0..<\(count)")
+        var s: Slice
+        if let region = fileRegion {
+            s = Slice(region: FileRegionRef(file: region.file, offset: region.offset + Int64(range.lowerBound), count: range.count))
+        } else {
+            s = Slice(bytes: UnsafeRawBufferPointer(rebasing: bytes[range]), keepalive: keepalive)
+        }
         s.tag = tag
         s.observer = observer
         return s

@@ -22,10 +22,19 @@ struct SliceNode {
     /// Bytes of this slice already accepted by the kernel (consumer only).
     var offset: Int
     var home: Unmanaged<NodePool>
+    /// The slice's length (memory or file region), read once when it is queued.
+    var count: Int
+    /// A file region (sent with sendfile) rather than memory.
+    var isFile: Bool
+    /// Set once a MSG_ZEROCOPY send carried bytes of this slice: the kernel may read its memory until the completion
+    /// of `zeroCopyCall` (and of every call before it) arrives, so it is released then, not when written.
+    var zeroCopyTouched: Bool
+    /// The last MSG_ZEROCOPY call (the kernel's per-socket u32 counter) that carried bytes of it, or of a slice
+    /// before it that is still waiting (releases stay in append order).
+    var zeroCopyCall: UInt32
 
-    /// What is sent: base + offset ..< base + count.
+    /// What is sent: base + offset ..< base + count (memory slices only).
     var base: UnsafeRawPointer { slice.bytes.baseAddress! }
-    var count: Int { slice.bytes.count }
     /// The memory the caller appended. Equal to base/count unless a copying path replaced it
     /// (verify mode flags iovecs outside it as foreign).
     var userBase: UnsafeRawPointer { slice.userBytes.baseAddress! }
@@ -119,7 +128,11 @@ final class NodePool: @unchecked Sendable {
     /// counting beyond the one retain its creation made.
     static func take(_ slice: consuming Slice, from pool: Unmanaged<NodePool>) -> NodePointer {
         let node = pool._withUnsafeGuaranteedRef { $0.takeNode() }
-        node.initialize(to: SliceNode(next: nil, slice: slice, offset: 0, home: pool))
+        let count = slice.count
+        let isFile = slice.isFileRegion
+        node.initialize(to: SliceNode(
+            next: nil, slice: slice, offset: 0, home: pool, count: count, isFile: isFile, zeroCopyTouched: false,
+            zeroCopyCall: 0))
         return node
     }
 

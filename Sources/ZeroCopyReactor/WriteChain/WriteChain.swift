@@ -16,8 +16,8 @@ enum FlushOutcome: Equatable {
     case wouldBlock
     /// The attempt budget ran out with bytes still queued: flush again on a later loop iteration.
     case budgetExhausted
-    /// The syscall failed; the caller fails the chain.
-    case failed(SystemError)
+    /// The syscall failed, or a file region's file ended early; the caller fails the chain with this error.
+    case failed(ReactorError)
 }
 
 /// What one or more flushes did; added into loop and connection counters.
@@ -32,9 +32,23 @@ public struct FlushStats: Sendable, Equatable {
     public var foreignIovecs = 0
     /// Slices that lay right after the previous one in memory and went out in its iovec.
     public var coalescedSlices = 0
+    /// sendfile calls made for file regions, and the bytes they sent.
+    public var sendfileCalls = 0
+    public var sendfileBytes = 0
+    /// sendmsg/send calls made with MSG_ZEROCOPY, and the bytes they sent.
+    public var zeroCopySends = 0
+    public var zeroCopyBytes = 0
+    /// MSG_ZEROCOPY calls whose completion arrived, and how many of those the kernel reported it copied anyway
+    /// (SO_EE_CODE_ZEROCOPY_COPIED: on loopback and veth, every one).
+    public var zeroCopyCompletions = 0
+    public var zeroCopyCopied = 0
+    /// Sends that asked for zero copy, got ENOBUFS, and were made again at once without it.
+    public var zeroCopyFallbacks = 0
+    /// Bytes a copy control (`ReactorConfiguration.copyControl`) copied into a staging buffer before sending.
+    public var stagedBytes = 0
     public init() {}
 
-    public var syscalls: Int { sendCalls + sendmsgCalls }
+    public var syscalls: Int { sendCalls + sendmsgCalls + sendfileCalls }
 
     /// What happened between two readings (`later - earlier`).
     public static func - (a: FlushStats, b: FlushStats) -> FlushStats {
@@ -48,6 +62,14 @@ public struct FlushStats: Sendable, Equatable {
         d.verifiedIovecs = a.verifiedIovecs - b.verifiedIovecs
         d.foreignIovecs = a.foreignIovecs - b.foreignIovecs
         d.coalescedSlices = a.coalescedSlices - b.coalescedSlices
+        d.sendfileCalls = a.sendfileCalls - b.sendfileCalls
+        d.sendfileBytes = a.sendfileBytes - b.sendfileBytes
+        d.zeroCopySends = a.zeroCopySends - b.zeroCopySends
+        d.zeroCopyBytes = a.zeroCopyBytes - b.zeroCopyBytes
+        d.zeroCopyCompletions = a.zeroCopyCompletions - b.zeroCopyCompletions
+        d.zeroCopyCopied = a.zeroCopyCopied - b.zeroCopyCopied
+        d.zeroCopyFallbacks = a.zeroCopyFallbacks - b.zeroCopyFallbacks
+        d.stagedBytes = a.stagedBytes - b.stagedBytes
         return d
     }
 
@@ -61,7 +83,50 @@ public struct FlushStats: Sendable, Equatable {
         a.verifiedIovecs += b.verifiedIovecs
         a.foreignIovecs += b.foreignIovecs
         a.coalescedSlices += b.coalescedSlices
+        a.sendfileCalls += b.sendfileCalls
+        a.sendfileBytes += b.sendfileBytes
+        a.zeroCopySends += b.zeroCopySends
+        a.zeroCopyBytes += b.zeroCopyBytes
+        a.zeroCopyCompletions += b.zeroCopyCompletions
+        a.zeroCopyCopied += b.zeroCopyCopied
+        a.zeroCopyFallbacks += b.zeroCopyFallbacks
+        a.stagedBytes += b.stagedBytes
     }
+}
+
+/// The syscalls a flush makes: the connection's go to its socket, tests script them. Generic, so the loop's calls
+/// are specialized and capture nothing on the heap.
+protocol FlushIO {
+    /// sendmsg of the iovecs (send for one), with MSG_ZEROCOPY when `zeroCopy`.
+    func send(_ iov: UnsafeMutableBufferPointer<iovec>, zeroCopy: Bool) throws(SystemError) -> IOResult<Int>
+    /// sendfile of at most `count` bytes of `fd` from `offset` (the file position is not used).
+    func sendFile(_ fd: Int32, offset: Int64, count: Int) throws(SystemError) -> IOResult<Int>
+}
+
+extension FlushIO {
+    func sendFile(_ fd: Int32, offset: Int64, count: Int) throws(SystemError) -> IOResult<Int> {
+        preconditionFailure("this FlushIO sends no files")
+    }
+}
+
+/// How a flush builds its calls.
+struct FlushOptions {
+    /// Check every iovec handed to the kernel against the memory of the slices it sends.
+    var verify = false
+    /// Copy the bytes into a staging buffer first (to prove the profiler's checks catch copies).
+    var copyControl: CopyControl? = nil
+    /// Send calls carrying at least this many bytes ask for MSG_ZEROCOPY (nil: never).
+    var zeroCopyThreshold: Int? = nil
+}
+
+/// A deliberate copy before every send, for showing from outside that `zcr profile`'s checks catch copies.
+/// Never for production: it is the regression the profiler exists to find.
+public enum CopyControl: String, Sendable, CaseIterable {
+    /// Each send's bytes are copied into a newly allocated buffer (caught by the allocation check too).
+    case allocate
+    /// Each send's bytes are copied into one staging buffer per connection, allocated once (allocation stays near
+    /// zero: only the iovec and memcpy checks catch it).
+    case reuse
 }
 
 /// Slices linked privately by one producer, appended to a chain in one atomic step.
@@ -80,7 +145,7 @@ public struct OutboundMessage: ~Copyable {
     /// Adds a slice to the end of the message. A zero-length slice is not queued (it would never drain): it is
     /// released at once (`Slice.releaseEmpty`).
     public mutating func append(_ slice: consuming Slice) {
-        let count = slice.bytes.count
+        let count = slice.count
         guard count > 0 else { return slice.releaseEmpty() }
         byteCount += count
         sliceCount += 1
@@ -123,6 +188,8 @@ final class WriteChain: @unchecked Sendable {
     private let pendingBytes = Atomic<Int>(0)
 
     // Consumer-only state (the owning loop thread).
+    /// The copy control's staging buffer (`CopyControl.reuse`), allocated once.
+    private var staging: UnsafeMutableRawBufferPointer?
     private var queueHead: NodePointer?
     private var queueTail: NodePointer?
     private(set) var isSealed = false
@@ -155,6 +222,8 @@ final class WriteChain: @unchecked Sendable {
     deinit {
         // A chain is failed or drained before its connection goes away; this is the last line of defence.
         _ = failAll(.connectionClosed)
+        releaseAwaiting()
+        staging?.deallocate()
     }
 
     var pending: Int { pendingBytes.load(ordering: .relaxed) }
@@ -172,7 +241,7 @@ final class WriteChain: @unchecked Sendable {
 
     /// Appends one slice: its node is published directly, without an `OutboundMessage` around it.
     func append(_ slice: consuming Slice) -> AppendOutcome {
-        let bytes = slice.bytes.count
+        let bytes = slice.count
         guard bytes > 0 else {  // zero-length slices would never drain (as in OutboundMessage)
             slice.releaseEmpty()
             return .queued
@@ -236,10 +305,10 @@ final class WriteChain: @unchecked Sendable {
         queueTail = last
     }
 
-    /// Writes as much as the kernel takes, up to `budget` syscalls. `syscall` gets the iovecs of one call.
-    func flush(
-        iov: IOVecArray, budget: Int, verify: Bool, stats: inout FlushStats,
-        syscall: (UnsafeMutableBufferPointer<iovec>) throws(SystemError) -> IOResult<Int>
+    /// Writes as much as the kernel takes, up to `budget` syscalls: runs of memory slices with one sendmsg each,
+    /// file regions with sendfile, in append order.
+    func flush<IO: FlushIO>(
+        iov: IOVecArray, budget: Int, options: FlushOptions = FlushOptions(), stats: inout FlushStats, io: IO
     ) -> FlushOutcome {
         precondition(!isSealed, "flush of a sealed chain")
         var attempts = 0
@@ -255,70 +324,192 @@ final class WriteChain: @unchecked Sendable {
                 continue
             }
             if attempts >= budget { return .budgetExhausted }
-            // One iovec per run of slices that lie end to end in memory (slices cut in order from one buffer, a
-            // header and its body): the kernel walks one segment where it would walk many. At most
-            // IOVecArray.sliceLimit (1024) slices a call either way.
-            // Each slice is still accounted and released on its own (consume walks nodes, not iovecs).
-            var count = 0
-            var bytes = 0
-            var slices = 0
-            var node: NodePointer? = first
-            while let n = node, slices < IOVecArray.sliceLimit, bytes < IOVecArray.byteLimit {
-                let len = min(n.pointee.count - n.pointee.offset, IOVecArray.byteLimit - bytes)
-                let start = n.pointee.base + n.pointee.offset
-                if verify {
-                    let user = n.pointee.userBase
-                    if start >= user && start + len <= user + n.pointee.userCount {
-                        stats.verifiedIovecs += 1
-                    } else {
-                        stats.foreignIovecs += 1
-                    }
-                }
-                if count > 0, let previous = iov.entries[count - 1].iov_base,
-                   UnsafeRawPointer(previous) + iov.entries[count - 1].iov_len == start {
-                    iov.entries[count - 1].iov_len += len
-                    stats.coalescedSlices += 1
-                } else {
-                    guard count < iov.entries.count else { break }
-                    iov.entries[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: start), iov_len: len)
-                    count += 1
-                }
-                slices += 1
-                bytes += len
-                node = n.pointee.next
-            }
-            let result: IOResult<Int>
-            do {
-                result = try syscall(UnsafeMutableBufferPointer(rebasing: iov.entries[0..<count]))
-            } catch {
-                return .failed(error)
-            }
-            if count == 1 { stats.sendCalls += 1 } else { stats.sendmsgCalls += 1 }
-            switch result {
-            case .wouldBlock:
-                stats.wouldBlocks += 1
-                return .wouldBlock
-            case .processed(let written):
-                precondition(written >= 0 && written <= bytes, "kernel reported \(written) of \(bytes) bytes")
-                consume(written, stats: &stats)
-                if written < bytes {
-                    // A short write means the send buffer is full: the next call would almost always be EAGAIN,
-                    // so wait for EPOLLOUT instead of spending a syscall to learn it (nginx does the same).
-                    stats.partialWrites += 1
-                    return .wouldBlock
-                }
-            }
             attempts += 1
+            let step = first.pointee.isFile
+                ? sendFileRegion(first, stats: &stats, io: io)
+                : sendMemory(first, iov: iov, options: options, stats: &stats, io: io)
+            if let step { return step }
         }
     }
 
-    /// Accounts `written` bytes: completes whole slices in order, advances the offset of a partial one.
-    private func consume(_ written: Int, stats: inout FlushStats) {
+    /// One sendfile for the region at the head. nil: all of it went, go on.
+    private func sendFileRegion<IO: FlushIO>(_ node: NodePointer, stats: inout FlushStats, io: IO) -> FlushOutcome? {
+        let region = node.pointee.slice.fileRegion!
+        let want = min(node.pointee.count - node.pointee.offset, Self.sendfileLimit)
+        let result: IOResult<Int>
+        do {
+            result = try io.sendFile(region.file.descriptor, offset: region.offset + Int64(node.pointee.offset), count: want)
+        } catch {
+            return .failed(.system(error))
+        }
+        stats.sendfileCalls += 1
+        switch result {
+        case .wouldBlock:
+            stats.wouldBlocks += 1
+            return .wouldBlock
+        case .processed(0):
+            // sendfile returns 0 only at the end of the file: it is shorter than the region now.
+            let sent = Int(region.offset) + node.pointee.offset
+            return .failed(.fileTruncated(path: region.file.path, offset: sent, expected: Int(region.offset) + region.count))
+        case .processed(let written):
+            precondition(written > 0 && written <= want, "sendfile reported \(written) of \(want) bytes")
+            stats.sendfileBytes += written
+            consume(written, zeroCopyCall: nil, stats: &stats)
+            if written < want {
+                stats.partialWrites += 1
+                return .wouldBlock
+            }
+            return nil
+        }
+    }
+
+    /// One sendmsg for the run of memory slices at the head (up to the next file region). nil: all of it went.
+    private func sendMemory<IO: FlushIO>(
+        _ first: NodePointer, iov: IOVecArray, options: FlushOptions, stats: inout FlushStats, io: IO
+    ) -> FlushOutcome? {
+        // One iovec per run of slices that lie end to end in memory (slices cut in order from one buffer, a
+        // header and its body): the kernel walks one segment where it would walk many. At most
+        // IOVecArray.sliceLimit (1024) slices a call either way.
+        // Each slice is still accounted and released on its own (consume walks nodes, not iovecs).
+        var count = 0
+        var bytes = 0
+        var slices = 0
+        var node: NodePointer? = first
+        while let n = node, !n.pointee.isFile, slices < IOVecArray.sliceLimit, bytes < IOVecArray.byteLimit {
+            let len = min(n.pointee.count - n.pointee.offset, IOVecArray.byteLimit - bytes)
+            let start = n.pointee.base + n.pointee.offset
+            if count > 0, let previous = iov.entries[count - 1].iov_base,
+               UnsafeRawPointer(previous) + iov.entries[count - 1].iov_len == start {
+                iov.entries[count - 1].iov_len += len
+                stats.coalescedSlices += 1
+            } else {
+                guard count < iov.entries.count else { break }
+                iov.entries[count] = iovec(iov_base: UnsafeMutableRawPointer(mutating: start), iov_len: len)
+                count += 1
+            }
+            slices += 1
+            bytes += len
+            node = n.pointee.next
+        }
+        var call = UnsafeMutableBufferPointer(rebasing: iov.entries[0..<count])
+        var staged: UnsafeMutableRawBufferPointer? = nil
+        if let control = options.copyControl {
+            staged = stage(call, bytes: bytes, control: control)
+            iov.entries[0] = iovec(iov_base: staged!.baseAddress, iov_len: bytes)
+            call = UnsafeMutableBufferPointer(rebasing: iov.entries[0..<1])
+            stats.stagedBytes += bytes
+        }
+        defer { if control(options) == .allocate, let staged { staged.deallocate() } }
+        // The proof at the syscall boundary: what the kernel is handed must be the appended memory itself.
+        if options.verify { verifyIovecs(call, from: first, stats: &stats) }
+        let zeroCopy = zeroCopyEnabled && bytes >= (options.zeroCopyThreshold ?? Int.max)
+        var result: IOResult<Int>
+        do {
+            result = try io.send(call, zeroCopy: zeroCopy)
+        } catch where zeroCopy && error.errno == ENOBUFS {
+            // Pending notifications are charged to optmem_max (and pages to RLIMIT_MEMLOCK): stop asking, and send
+            // the same bytes now without the flag, so the writer never waits for completions that may not come.
+            stats.zeroCopyFallbacks += 1
+            zeroCopyEnabled = false
+            do { result = try io.send(call, zeroCopy: false) } catch { return .failed(.system(error)) }
+        } catch {
+            return .failed(.system(error))
+        }
+        if call.count == 1 { stats.sendCalls += 1 } else { stats.sendmsgCalls += 1 }
+        switch result {
+        case .wouldBlock:
+            stats.wouldBlocks += 1
+            return .wouldBlock
+        case .processed(let written):
+            precondition(written >= 0 && written <= bytes, "kernel reported \(written) of \(bytes) bytes")
+            var zeroCopyCall: UInt32? = nil
+            if zeroCopy && zeroCopyEnabled {
+                // The kernel numbers every successful MSG_ZEROCOPY call on the socket, from 0, as a wrapping u32.
+                zeroCopyCall = nextZeroCopyCall
+                nextZeroCopyCall &+= 1
+                stats.zeroCopySends += 1
+                stats.zeroCopyBytes += written
+            }
+            consume(written, zeroCopyCall: zeroCopyCall, stats: &stats)
+            if written < bytes {
+                // A short write means the send buffer is full: the next call would almost always be EAGAIN,
+                // so wait for EPOLLOUT instead of spending a syscall to learn it (nginx does the same).
+                stats.partialWrites += 1
+                return .wouldBlock
+            }
+            return nil
+        }
+    }
+
+    private func control(_ options: FlushOptions) -> CopyControl? { options.copyControl }
+
+    /// sendfile takes at most this many bytes a call on Linux (0x7ffff000).
+    static let sendfileLimit = 0x7fff_f000
+
+    /// Copies the call's bytes into a staging buffer (copy controls only): a new one, or this chain's own one.
+    private func stage(_ call: UnsafeMutableBufferPointer<iovec>, bytes: Int, control: CopyControl) -> UnsafeMutableRawBufferPointer {
+        let buffer: UnsafeMutableRawBufferPointer
+        switch control {
+        case .allocate:
+            buffer = .allocate(byteCount: max(bytes, 1), alignment: 16)
+        case .reuse:
+            if let s = staging, s.count >= bytes {
+                buffer = s
+            } else {
+                staging?.deallocate()
+                buffer = .allocate(byteCount: max(bytes, 256 * 1024), alignment: 16)
+                staging = buffer
+            }
+        }
+        var at = 0
+        for v in call {
+            _ = memcpy(buffer.baseAddress! + at, v.iov_base, v.iov_len)
+            at += v.iov_len
+        }
+        return buffer
+    }
+
+    /// Walks the iovecs the kernel is about to get beside the slices they should come from: every entry must start
+    /// where the next unsent byte of the appended memory is, and lie inside it (several slices laid end to end count
+    /// as one). A staging copy, even into memory allocated once and reused, fails this.
+    private func verifyIovecs(_ call: UnsafeMutableBufferPointer<iovec>, from first: NodePointer, stats: inout FlushStats) {
+        var node: NodePointer? = first
+        var offset = first.pointee.offset
+        for v in call {
+            var left = v.iov_len
+            var expected = UnsafeRawPointer(v.iov_base)
+            var ok = true
+            while left > 0, let n = node, !n.pointee.isFile {
+                let userStart = n.pointee.userBase + offset
+                let userLeft = n.pointee.userCount - offset
+                if expected != userStart || userLeft <= 0 { ok = false }
+                let take = min(left, n.pointee.count - offset)
+                left -= take
+                expected = expected.map { $0 + take }
+                if take == n.pointee.count - offset {
+                    node = n.pointee.next
+                    offset = 0
+                } else {
+                    offset += take
+                }
+            }
+            if left > 0 { ok = false }
+            if ok { stats.verifiedIovecs += 1 } else { stats.foreignIovecs += 1 }
+        }
+    }
+
+    /// Accounts `written` bytes: completes whole slices in order, advances the offset of a partial one. Slices a
+    /// MSG_ZEROCOPY call carried are "written" now and released when the kernel says it is done with them.
+    private func consume(_ written: Int, zeroCopyCall: UInt32?, stats: inout FlushStats) {
         var left = written
         pendingBytes.wrappingSubtract(written, ordering: .relaxed)
         stats.bytesWritten += written
         let localSlot = zcr_thread_slot()
         while left > 0, let n = queueHead {
+            if let call = zeroCopyCall {
+                n.pointee.zeroCopyTouched = true
+                n.pointee.zeroCopyCall = call
+            }
             let remaining = n.pointee.count - n.pointee.offset
             if left < remaining {
                 n.pointee.offset += left
@@ -328,8 +519,90 @@ final class WriteChain: @unchecked Sendable {
             queueHead = n.pointee.next
             if queueHead == nil { queueTail = nil }
             stats.slicesWritten += 1
-            Self.finish(n, written: true, error: nil, localSlot: localSlot)
+            if n.pointee.zeroCopyTouched || awaitingHead != nil {
+                awaitCompletion(n)
+            } else {
+                Self.finish(n, written: true, error: nil, localSlot: localSlot)
+            }
         }
+    }
+
+    // MARK: MSG_ZEROCOPY completions (owning loop only)
+
+    /// Whether sends may still ask for MSG_ZEROCOPY: set by the connection once SO_ZEROCOPY is on, cleared for good
+    /// by the first completion the kernel copied, or by ENOBUFS.
+    var zeroCopyEnabled = false
+    /// The number the kernel gives the next successful MSG_ZEROCOPY call (per socket, from 0, wrapping).
+    private var nextZeroCopyCall: UInt32 = 0
+    /// Every call numbered below this (in wrapping order) has completed.
+    private var completedBelow: UInt32 = 0
+    /// Completed ranges above `completedBelow` (completions may come out of order on retransmission or teardown).
+    private var completedAhead: [(low: UInt32, high: UInt32)] = []
+    /// Written slices waiting for their completion, in append order (released in that order).
+    private var awaitingHead: NodePointer?
+    private var awaitingTail: NodePointer?
+    private(set) var awaitingCount = 0
+
+    private func awaitCompletion(_ n: NodePointer) {
+        if !n.pointee.zeroCopyTouched {
+            // Behind a slice that waits: it waits for the same calls, so releases stay in append order.
+            n.pointee.zeroCopyTouched = true
+            n.pointee.zeroCopyCall = awaitingTail!.pointee.zeroCopyCall
+        }
+        // Written now: the observer hears it at once; the release waits.
+        if let observer = n.pointee.observer { observer.sliceWritten(tag: n.pointee.tag, byteCount: n.pointee.count) }
+        n.pointee.next = nil
+        if let tail = awaitingTail { tail.pointee.next = n } else { awaitingHead = n }
+        awaitingTail = n
+        awaitingCount += 1
+    }
+
+    /// The kernel completed calls `low...high` (inclusive, wrapping). Releases every waiting slice whose calls are
+    /// all complete; returns how many.
+    @discardableResult
+    func completeZeroCopy(low: UInt32, high: UInt32, copied: Bool, stats: inout FlushStats) -> Int {
+        stats.zeroCopyCompletions += Int(high &- low) + 1
+        if copied {
+            stats.zeroCopyCopied += Int(high &- low) + 1
+            zeroCopyEnabled = false
+        }
+        completedAhead.append((low, high))
+        // Fold in every range that starts at or below the mark (wrapping order), as long as one does.
+        var folded = true
+        while folded {
+            folded = false
+            for (i, r) in completedAhead.enumerated() where Int32(bitPattern: r.low &- completedBelow) <= 0 {
+                if Int32(bitPattern: r.high &+ 1 &- completedBelow) > 0 { completedBelow = r.high &+ 1 }
+                completedAhead.remove(at: i)
+                folded = true
+                break
+            }
+        }
+        var released = 0
+        let localSlot = zcr_thread_slot()
+        while let n = awaitingHead, Int32(bitPattern: n.pointee.zeroCopyCall &- completedBelow) < 0 {
+            awaitingHead = n.pointee.next
+            if awaitingHead == nil { awaitingTail = nil }
+            awaitingCount -= 1
+            released += 1
+            Self.finish(n, written: false, error: nil, localSlot: localSlot)
+        }
+        return released
+    }
+
+    /// Releases every slice still waiting for a completion (the connection's completion deadline passed, or the
+    /// socket is gone). Returns how many.
+    @discardableResult
+    func releaseAwaiting() -> Int {
+        var released = 0
+        while let n = awaitingHead {
+            awaitingHead = n.pointee.next
+            awaitingCount -= 1
+            released += 1
+            Self.finish(n, written: false, error: nil)
+        }
+        awaitingTail = nil
+        return released
     }
 
     /// Seals an idle, empty chain (graceful close): later appends are refused. False if bytes arrived meanwhile.

@@ -1,6 +1,8 @@
 // The write chain without a socket, for micro-benchmarks (Benchmarks/): append from any thread, flush through a
 // fake syscall that reports how many bytes "the kernel" took. SPI: not part of the library's public API.
 
+import Glibc
+
 @_spi(Benchmarks)
 public final class WriteChainProbe: @unchecked Sendable {
     let chain = WriteChain()
@@ -24,14 +26,22 @@ public final class WriteChainProbe: @unchecked Sendable {
     /// Flushes everything queued (one consumer thread only). `accept(iovecs, bytes)` returns the bytes taken.
     public func flush(budget: Int = .max, accept: (_ iovecs: Int, _ bytes: Int) -> Int) {
         var s = FlushStats()
-        while true {
-            let outcome = chain.flush(iov: iov, budget: budget, verify: false, stats: &s) { iov in
-                .processed(accept(iov.count, iov.reduce(0) { $0 + $1.iov_len }))
+        withoutActuallyEscaping(accept) { accept in
+            while true {
+                let outcome = chain.flush(iov: iov, budget: budget, stats: &s, io: ProbeIO(accept: accept))
+                if outcome != .wouldBlock { break }
             }
-            if outcome != .wouldBlock { break }
         }
         stats += s
     }
 
     public var pendingBytes: Int { chain.pending }
+}
+
+/// The probe's "kernel": takes what `accept` says.
+private struct ProbeIO: FlushIO {
+    let accept: (_ iovecs: Int, _ bytes: Int) -> Int
+    func send(_ iov: UnsafeMutableBufferPointer<iovec>, zeroCopy: Bool) throws(SystemError) -> IOResult<Int> {
+        .processed(accept(iov.count, iov.reduce(0) { $0 + $1.iov_len }))
+    }
 }
