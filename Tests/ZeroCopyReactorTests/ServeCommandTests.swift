@@ -237,4 +237,45 @@ import Testing
         #expect(out == "1000000")
         #expect(try stop(server).contains("wrote 1000000 B"))
     }
+
+    /// `--mode file` sends the file byte for byte to a client we did not write (Python's socket module, which
+    /// hashes what it reads and says how the stream ended), with sendfile and with the mapping; the counters say
+    /// which path sent it.
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/python3"), "needs Python 3"),
+          arguments: ["sendfile", "mmap"])
+    func fileModeSendsTheFileByteForByte(io: String) throws {
+        let file = TempFile(count: 5 * 1024 * 1024 + 3, seed: 1)
+        let (server, port) = try serve(["--mode", "file", "--file", file.path, "--file-io", io])
+        let out = try python("""
+            import hashlib, socket, sys
+            h = hashlib.sha256()
+            for _ in range(3):
+                s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+                while True:
+                    b = s.recv(1 << 20)
+                    if not b: break
+                    h.update(b)
+                s.close()
+            print(h.hexdigest())
+            """, port)
+        let expected = try python("""
+            import hashlib, sys
+            h = hashlib.sha256()
+            for _ in range(3): h.update(open("\(file.path)", "rb").read())
+            print(h.hexdigest())
+            """, port)
+        #expect(out == expected)
+        let summary = try stop(server)
+        #expect(summary.contains("sendfile ") == (io == "sendfile"), "\(summary)")
+    }
+
+    @Test func fileModeNeedsAReadableRegularFile() throws {
+        let zcr = try #require(Self.zcrPath)
+        let missing = try ChildProcess.run([zcr, "serve", "--port", "0", "--mode", "file"], timeout: 30)
+        #expect(missing.termination == .exited(64))
+        #expect(missing.stderrText.contains("--mode file needs --file PATH"))
+        let directory = try ChildProcess.run([zcr, "serve", "--port", "0", "--mode", "file", "--file", "/tmp"], timeout: 30)
+        #expect(directory.termination == .exited(1))
+        #expect(directory.stderrText.contains("zcr serve: --file /tmp: invalid argument: /tmp is not a regular file"))
+    }
 }

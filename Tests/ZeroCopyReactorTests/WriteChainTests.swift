@@ -284,6 +284,62 @@ final class ScriptedSocket: FlushIO {
         }
         #expect(NodePool.current.allocatedNodes == before)
     }
+    /// MSG_ZEROCOPY completions, scripted: calls are numbered as the kernel numbers them (wrapping past
+    /// UInt32.max), a range that arrives early releases nothing until the calls before it complete, and then every
+    /// slice is released once, in append order, after it was reported written.
+    @Test func zeroCopyCompletionRangesWrapAndReleaseExactlyTheSlicesTheyCover() {
+        let tracker = LifetimeTracker()
+        let chain = WriteChain()
+        chain.zeroCopyEnabled = true
+        chain.startZeroCopyNumbering(at: UInt32.max - 1)
+        let socket = ScriptedSocket([])
+        let iov = IOVecArray()
+        var stats = FlushStats()
+        let options = FlushOptions(zeroCopyThreshold: 1)
+        for tag in 0..<5 {
+            _ = chain.append(tracker.slice(bytes(100, from: UInt8(tag)), tag: UInt64(tag)))
+            #expect(chain.flush(iov: iov, budget: 16, options: options, stats: &stats, io: socket) == .drained)
+        }
+        // Calls max-1, max, 0, 1, 2 carried slices 0...4.
+        #expect(stats.zeroCopySends == 5 && tracker.writtenCount == 5 && tracker.releasedCount == 0)
+        #expect(chain.awaitingCount == 5)
+        chain.completeZeroCopy(low: 1, high: 2, copied: false, stats: &stats)  // out of order: nothing yet
+        #expect(tracker.releasedCount == 0)
+        chain.completeZeroCopy(low: UInt32.max, high: 0, copied: false, stats: &stats)  // wraps; call max-1 still out
+        #expect(tracker.releasedCount == 0)
+        chain.completeZeroCopy(low: UInt32.max - 1, high: UInt32.max - 1, copied: false, stats: &stats)
+        #expect(tracker.releasedCount == 5 && tracker.releasedTwice.isEmpty && chain.awaitingCount == 0)
+        #expect(stats.zeroCopyCompletions == 5 && stats.zeroCopyCopied == 0)
+        #expect(socket.sent == (0..<5).flatMap { bytes(100, from: UInt8($0)) })
+        // A COPIED completion stops zero copy: the next send is a plain one and releases at once.
+        _ = chain.append(tracker.slice(bytes(10, from: 9), tag: 9))
+        #expect(chain.flush(iov: iov, budget: 16, options: options, stats: &stats, io: socket) == .drained)
+        #expect(tracker.released(9) == 0)  // call 3 is zero copy and waits
+        chain.completeZeroCopy(low: 3, high: 3, copied: true, stats: &stats)
+        #expect(tracker.released(9) == 1 && !chain.zeroCopyEnabled)
+        _ = chain.append(tracker.slice(bytes(10, from: 10), tag: 10))
+        #expect(chain.flush(iov: iov, budget: 16, options: options, stats: &stats, io: socket) == .drained)
+        #expect(tracker.released(10) == 1 && stats.zeroCopySends == 6)
+    }
+
+    /// A slice that a zero-copy call sent only part of waits for that call even when a plain call sends the rest;
+    /// slices written after a waiting one wait behind it, so releases stay in append order.
+    @Test func aPartlyZeroCopiedSliceWaitsForItsCallAndKeepsReleasesInOrder() {
+        let tracker = LifetimeTracker()
+        let chain = WriteChain()
+        chain.zeroCopyEnabled = true
+        let socket = ScriptedSocket([.accept(60)])
+        let iov = IOVecArray()
+        var stats = FlushStats()
+        _ = chain.append(tracker.slice(bytes(100, from: 0), tag: 0))
+        #expect(chain.flush(iov: iov, budget: 16, options: FlushOptions(zeroCopyThreshold: 1), stats: &stats, io: socket) == .wouldBlock)
+        _ = chain.append(tracker.slice(bytes(100, from: 1), tag: 1))
+        // Threshold now above the call's size: a plain send finishes slice 0 and sends slice 1.
+        #expect(chain.flush(iov: iov, budget: 16, options: FlushOptions(zeroCopyThreshold: 1000), stats: &stats, io: socket) == .drained)
+        #expect(tracker.writtenCount == 2 && tracker.releasedCount == 0 && stats.zeroCopySends == 1)
+        chain.completeZeroCopy(low: 0, high: 0, copied: false, stats: &stats)
+        #expect(tracker.released(0) == 1 && tracker.released(1) == 1)
+    }
 }
 
 /// Keeps typed memory alive for a slice over its raw bytes.
@@ -295,4 +351,5 @@ final class ArrayOwner: @unchecked Sendable {
     }
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(storage) }
     deinit { storage.deallocate() }
+
 }

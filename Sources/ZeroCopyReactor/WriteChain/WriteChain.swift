@@ -543,6 +543,13 @@ final class WriteChain: @unchecked Sendable {
     private var awaitingTail: NodePointer?
     private(set) var awaitingCount = 0
 
+    /// Tests: numbers the next zero-copy call `n` (the kernel starts at 0; wrapping is what this exercises).
+    func startZeroCopyNumbering(at n: UInt32) {
+        precondition(awaitingHead == nil && completedAhead.isEmpty)
+        nextZeroCopyCall = n
+        completedBelow = n
+    }
+
     private func awaitCompletion(_ n: NodePointer) {
         if !n.pointee.zeroCopyTouched {
             // Behind a slice that waits: it waits for the same calls, so releases stay in append order.
