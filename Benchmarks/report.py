@@ -31,6 +31,12 @@ TARGETS = [
     ("idle-10k", "nio", 0.5, "at most half of NIO's memory per connection"),
     ("fan-out", "nio", 2.0, "at least 2x NIO"),
     ("load-echo", "nio", 2.0, "issue 4: at least 2x NIO messages per client CPU-second"),
+    # Kernel-side zero copy (issue 11). "vs:SIDE" compares ours with another side; "vs:SIDE:METRIC" compares a
+    # secondary figure (server CPU: lower is better).
+    ("ping-pong-1k", "vs:limit:server_cpu_us_per_req", 1.05, "pinned: server CPU per request at most 1.05x the C epoll server's"),
+    ("file-serve", "vs:ours-mmap", 1.0, "sendfile at least 1.0x the mmap path's GB/s"),
+    ("file-serve", "vs:ours-mmap:server_cpu_s_per_gb", 1.0, "sendfile at no more server CPU per GB than the mmap path"),
+    ("file-serve", "nio", 1.2, "sendfile at least 1.2x NIO FileRegion's GB/s"),
 ]
 
 # Scenarios whose limit side is a client doing the same work as ours in C (load-echo: limit/echoclient.c). Their
@@ -49,11 +55,24 @@ SECONDARY = {
     "server_cpu_ns_per_msg": "server CPU per message (ns)",
     "server_cpu_us_per_req": "server CPU per request (us)",
     "server_cpu_us_per_conn": "server CPU per connection (us)",
+    "server_cpu_s_per_gb": "server CPU per GB sent (s)",
     "msgs_per_s": "messages per second (wall clock)",
     "user_us_per_msg": "client user-space CPU per message (us)",
     "sys_us_per_msg": "client kernel CPU per message (us)",
     "client_cpu_cores": "client CPU in use (cores)",
 }
+
+
+# Scenarios that get a table of every side with its server CPU, and what it shows.
+DETAIL = {
+    "ping-pong-1k": "The server pinned to one core (one loop), the client (limit/pingpong.c) to the other; server CPU "
+                    "is the server process's utime+stime (/proc/PID/stat) over the timed phase, the same measure "
+                    "for every side.",
+    "file-serve": "4 clients (limit/reader.c, 256 KiB reads) on one core read the same file from the page cache; the "
+                  "server (one loop) on the other. ours: OpenFile regions with sendfile; ours-mmap: slices of one "
+                  "MappedFile with sendmsg; SwiftNIO: a FileRegion per connection.",
+}
+SIDE_NAMES = {"ours": "ours (sendfile)" , "ours-mmap": "ours (mmap slices)", "nio": "SwiftNIO", "limit": "limit (C)"}
 
 
 def summary(values):
@@ -107,13 +126,18 @@ def evaluate(scenarios):
         s = by_name.get(name)
         if not s:
             continue
-        stats = per_side(s, "p99_ms" if kind == "p99" else None)
+        metric, against = None, kind
+        if kind.startswith("vs:"):
+            parts = kind.split(":")
+            against = parts[1]
+            metric = parts[2] if len(parts) > 2 else None
+        stats = per_side(s, "p99_ms" if kind == "p99" else metric)
         ours = stats.get("ours", (None,))[0]
-        other = stats.get("nio" if kind in ("nio", "p99") else kind, (None,))[0]
+        other = stats.get("nio" if kind in ("nio", "p99") else against, (None,))[0]
         if kind == "limit" and other is None:
             continue
         r = ratio(ours, other)
-        lower = kind == "p99" or not s["higher_is_better"]
+        lower = kind == "p99" or metric is not None or not s["higher_is_better"]
         met = None if r is None else (r <= bound if lower else r >= bound)
         rows.append((name, text, r, bound, met, lower))
     return rows
@@ -277,6 +301,22 @@ def write(args):
                       f"{cell(ks.get('limit'))} | {cell(ks.get('iperf3'))} | {f'{r:.2f}' if r else '-'} | "
                       f"{f'{r_l:.2f}' if r_l else ''} |")
     md.append("")
+    for s in scenarios:
+        sides = sorted({r["side"] for r in s["runs"]}, key=lambda x: ["ours", "ours-mmap", "nio", "limit", "iperf3"].index(x) if x in ["ours", "ours-mmap", "nio", "limit", "iperf3"] else 9)
+        cpu_keys = [k for k in ("server_cpu_us_per_req", "server_cpu_s_per_gb") if any(k in r["metrics"] for r in s["runs"])]
+        if s["scenario"] not in DETAIL or not cpu_keys:
+            continue
+        md.append(f"### {s['scenario']}: every side, with server CPU\n")
+        md.append(DETAIL[s["scenario"]] + ("" if data.get("pinned") else " (this run was NOT pinned)") + "\n")
+        md.append("| side | " + s["unit"] + " | " + " | ".join(SECONDARY[k] for k in cpu_keys) + " |")
+        md.append("|---|---|" + "---|" * len(cpu_keys))
+        head = per_side(s)
+        metric_stats = {k: per_side(s, k) for k in cpu_keys}
+        for side in sides:
+            name = SIDE_NAMES.get(side, side) if s["scenario"] == "file-serve" else {"nio": "SwiftNIO", "limit": "limit (C)"}.get(side, side)
+            md.append(f"| {name} | {cell(head.get(side))} | "
+                      + " | ".join(cell(metric_stats[k].get(side)) for k in cpu_keys) + " |")
+        md.append("")
     md.append("Sizes: " + "; ".join(f"{s['scenario']} " + ", ".join(f"{k}={v}" for k, v in sorted(s['params'].items()))
                                    for s in scenarios) + ".\n")
     if micro:

@@ -363,6 +363,36 @@ extension TestRandom {
         #expect(c.write.zeroCopyCompletions == c.write.zeroCopySends)
     }
 
+    /// Completions raise EPOLLERR; reading them must not read input past a pause. A peer keeps sending while the
+    /// server has paused reading and writes zero-copy slices: nothing is read until reading resumes.
+    @Test func completionsDoNotReadPastAPause() throws {
+        var random = TestRandom(seed: 25)
+        let payload = random.bytesFast(4 * 65536)
+        let tracker = OrderTracker(expected: 4)
+        let opened = Box<Connection>()
+        let read = Locked(0)
+        let (pool, address) = try makeServer(configure: { $0.zeroCopyThreshold = 1024 }) { _ in
+            let h = ClosureHandler()
+            h.onOpen = { c in
+                c.pauseReading()
+                opened.set(c)
+            }
+            h.onRead = { _, bytes in read.withLock { $0 += bytes.bytes.count } }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        let c = try #require(opened.wait())
+        peer.send([UInt8](repeating: 1, count: 1000))
+        for i in 0..<4 { try c.write(tracker.slice(payload[i * 65536..<(i + 1) * 65536], tag: UInt64(i))) }
+        #expect(peer.read(exactly: payload.count) == payload)
+        #expect(tracker.done.wait())  // every completion was read (EPOLLERR events)...
+        #expect(pool.counters()[0].write.zeroCopyCompletions >= 1)
+        #expect(read.withLock { $0 } == 0)  // ...and no input with them
+        c.resumeReading()
+        #expect(eventually { read.withLock { $0 } == 1000 })
+    }
+
     /// A peer that never reads after a graceful close: the slices wait for the completion deadline, no longer, and
     /// are then released (counted), and the descriptor is closed.
     @Test func theCompletionDeadlineReleasesWhatAPeerThatNeverReadsHoldsBack() throws {

@@ -29,7 +29,7 @@ struct BlastScenario: Scenario {
             ? try context.startLimitServer(["writer", "blast", "\(p["bytes"]!)"])
             : try context.startServer(self, side)
         defer { server.terminate() }
-        let reader = try ChildProcess.start([context.limitTool("reader"), "127.0.0.1", "\(port)", "\(p["read"]!)"])
+        let reader = try context.startClient([context.limitTool("reader"), "127.0.0.1", "\(port)", "\(p["read"]!)"])
         let (bytes, seconds) = try parseReader(try reader.expect("bytes", timeout: 300))
         reader.wait()
         guard bytes == Double(p["bytes"]!) else { throw HarnessError("\(side): reader got \(Int(bytes)) of \(p["bytes"]!) bytes") }
@@ -53,11 +53,11 @@ struct BlastScenario: Scenario {
 
     private func iperf3(_ context: Context, length: String, seconds: Int) throws -> Double {
         let port = freePort()
-        let server = try ChildProcess.start([context.iperf3!, "-s", "-1", "--forceflush", "-p", "\(port)"])
+        let server = try ChildProcess.start(context.pinned([context.iperf3!, "-s", "-1", "--forceflush", "-p", "\(port)"], server: true))
         defer { server.terminate() }
         _ = try server.expect("Server listening", timeout: 10)
-        let client = try ChildProcess.start([context.iperf3!, "-c", "127.0.0.1", "-p", "\(port)", "-l", length,
-                                             "-t", "\(seconds)", "-J"])
+        let client = try context.startClient([context.iperf3!, "-c", "127.0.0.1", "-p", "\(port)", "-l", length,
+                                              "-t", "\(seconds)", "-J"])
         var text = ""
         while let line = try? client.readLine(timeout: 60) { text += line + "\n" }
         client.wait()

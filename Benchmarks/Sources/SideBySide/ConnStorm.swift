@@ -24,7 +24,7 @@ struct ConnStormScenario: Scenario {
             server.send("count")
             _ = try server.expect("ok")
         }
-        let client = try ChildProcess.start([context.limitTool("storm"), "127.0.0.1", "\(port)", "\(p["connections"]!)",
+        let client = try context.startClient([context.limitTool("storm"), "127.0.0.1", "\(port)", "\(p["connections"]!)",
                                              "\(p["concurrency"]!)"])
         let result = try client.expectJSON("{", timeout: 180)
         client.wait()

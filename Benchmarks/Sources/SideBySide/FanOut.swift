@@ -29,7 +29,7 @@ struct FanOutScenario: Scenario {
         let (n, rounds, size) = (p["connections"]!, p["rounds"]!, p["message"]!)
         let (server, port) = try context.startServer(self, side)
         defer { server.terminate() }
-        let client = try ChildProcess.start([context.limitTool("fanin"), "127.0.0.1", "\(port)", "\(n)", "\(rounds * size)"])
+        let client = try context.startClient([context.limitTool("fanin"), "127.0.0.1", "\(port)", "\(n)", "\(rounds * size)"])
         _ = try client.expect("connected", timeout: 60)
         server.send("go")
         let result = try client.expectJSON("{", timeout: 600)

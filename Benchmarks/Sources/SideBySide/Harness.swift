@@ -8,6 +8,8 @@ import Glibc
 
 enum Side: String, CaseIterable, Sendable {
     case ours, nio, limit, iperf3
+    /// Ours through another path of the same library (file-serve: slices of a read-only mapping, not sendfile).
+    case oursMmap = "ours-mmap"
 }
 
 /// One run of one side: the headline value and any other figures (latency, memory, allocations, CPU).
@@ -61,21 +63,35 @@ struct Context {
     var zcr: String?
     /// This executable (children are started from it).
     var executable: String
+    /// Servers run on `serverCore` and clients on `clientCore` (taskset), so a run measures the server, not the
+    /// scheduler; nil when the machine has one core or --no-pin was given.
+    var cores: (server: Int, client: Int)?
 
     func limitTool(_ name: String) -> String { limitDirectory + "/" + name }
+
+    /// `argv` run on the server's (or the client's) core.
+    func pinned(_ argv: [String], server: Bool) -> [String] {
+        guard let cores else { return argv }
+        return ["taskset", "-c", "\(server ? cores.server : cores.client)"] + argv
+    }
+
+    /// Starts a client program on the client's core.
+    func startClient(_ argv: [String], input: Bool = false) throws -> ChildProcess {
+        try ChildProcess.start(pinned(argv, server: false), input: input)
+    }
 
     /// Starts our own server child for `scenario` on `side`.
     func startServer(_ scenario: any Scenario, _ side: Side) throws -> (ChildProcess, Int) {
         var argv = [executable, "serve", scenario.name, side.rawValue, "loops=\(loops)"]
         for (k, v) in scenario.parameters(self).sorted(by: { $0.key < $1.key }) { argv.append("\(k)=\(v)") }
-        let child = try ChildProcess.start(argv, input: true)
+        let child = try ChildProcess.start(pinned(argv, server: true), input: true)
         guard let port = Int(try child.expect("port ")) else { throw HarnessError("server child printed a bad port") }
         return (child, port)
     }
 
     /// Starts a C program of limit/ that prints "port N" first.
     func startLimitServer(_ argv: [String]) throws -> (ChildProcess, Int) {
-        let child = try ChildProcess.start([limitTool(argv[0])] + argv.dropFirst(), input: true)
+        let child = try ChildProcess.start(pinned([limitTool(argv[0])] + argv.dropFirst(), server: true), input: true)
         guard let port = Int(try child.expect("port ")) else { throw HarnessError("\(argv[0]) printed a bad port") }
         return (child, port)
     }
@@ -154,4 +170,17 @@ func number(_ object: [String: Any], _ key: String) throws -> Double {
     if let v = object[key] as? Int { return Double(v) }
     if let v = object[key] as? NSNumber { return v.doubleValue }
     throw HarnessError("missing \(key) in \(object)")
+}
+
+/// CPU seconds (user + system) a process has used so far, from /proc/PID/stat: the same measure for every side,
+/// our servers, NIO's and the C ones alike.
+func processCPUSeconds(_ pid: Int32) throws -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = text.lastIndex(of: ")") else { throw HarnessError("cannot read /proc/\(pid)/stat") }
+    let fields = text[text.index(after: close)...].split(separator: " ")
+    // After the command: state is field 3, utime 14 and stime 15 (1-based), so 11 and 12 here.
+    guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else {
+        throw HarnessError("unexpected /proc/\(pid)/stat: \(text)")
+    }
+    return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }

@@ -27,7 +27,7 @@ struct IdleScenario: Scenario {
         }
         usleep(300_000)
         guard let before = server.memory("VmRSS") else { throw HarnessError("no VmRSS for the server") }
-        let client = try ChildProcess.start([context.limitTool("idle"), "127.0.0.1", "\(port)", "\(n)"], input: true)
+        let client = try context.startClient([context.limitTool("idle"), "127.0.0.1", "\(port)", "\(n)"], input: true)
         defer { client.terminate() }
         _ = try client.expect("ready", timeout: 120)
         usleep(500_000)

@@ -71,7 +71,7 @@ struct LoadEchoScenario: Scenario {
         defer { server.terminate() }
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("zcrb-load-echo-\(getpid()).json").path
         defer { try? FileManager.default.removeItem(atPath: json) }
-        let client = try ChildProcess.start(try clientArguments(side, context, port: "\(port)", json: json))
+        let client = try context.startClient(try clientArguments(side, context, port: "\(port)", json: json))
         defer { client.kill() }  // only if still running: an error above
 
         // Sample at every measuring line; keep the first and the last. The whole run has a deadline.

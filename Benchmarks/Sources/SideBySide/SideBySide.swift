@@ -2,7 +2,7 @@
 // `SideBySide serve` is the server child a run starts for one side, `SideBySide client` the client child of a
 // scenario that measures clients; `SideBySide list` names the scenarios.
 //
-//   SideBySide run [--scenario NAME|all]... [--runs 3] [--quick] [--json FILE] [--loops 2]
+//   SideBySide run [--scenario NAME|all]... [--runs 3] [--quick] [--json FILE] [--loops N] [--no-pin]
 //                  [--sides ours,nio,limit,iperf3] [--limit-dir DIR] [--iperf3 PATH|none] [--zcr PATH]
 import ChildProcess
 import Foundation
@@ -10,7 +10,7 @@ import Glibc
 
 let allScenarios: [any Scenario] = [
     BlastScenario(), SlicesScenario(), CrossThreadScenario(), PingPongScenario(), ConnStormScenario(),
-    IdleScenario(), FanOutScenario(), LoadEchoScenario(),
+    IdleScenario(), FanOutScenario(), LoadEchoScenario(), FileServeScenario(),
 ]
 
 @main
@@ -66,7 +66,8 @@ struct SideBySide {
         var runs = 3
         var quick = false
         var json: String?
-        var loops = 2
+        var loops: Int?
+        var pin = sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 && which("taskset") != nil
         var sides: [Side]?
         var limitDir: String?
         var iperf3: String? = "iperf3"
@@ -84,6 +85,7 @@ struct SideBySide {
             case "--quick": quick = true
             case "--json": json = try value()
             case "--loops": loops = Int(try value()) ?? 2
+            case "--no-pin": pin = false
             case "--sides": sides = try value().split(separator: ",").map {
                 guard let s = Side(rawValue: String($0)) else { throw HarnessError("unknown side \($0)") }
                 return s
@@ -102,10 +104,11 @@ struct SideBySide {
         let besideUs = URL(fileURLWithPath: executable).deletingLastPathComponent().appendingPathComponent("zcr").path
         if zcr == nil, access(besideUs, X_OK) == 0 { zcr = besideUs }
         if let path = zcr, access(path, X_OK) != 0 { throw HarnessError("--zcr \(path) is not an executable") }
+        // Pinned, a server has one core: one loop (or thread) each. Unpinned, as many as the machine has (2 here).
         let context = Context(
-            quick: quick, runs: runs, loops: loops,
+            quick: quick, runs: runs, loops: loops ?? (pin ? 1 : 2),
             limitDirectory: try limitDir ?? buildLimitTools(executable: executable), iperf3: iperf3,
-            onlySides: sides, zcr: zcr, executable: executable)
+            onlySides: sides, zcr: zcr, executable: executable, cores: pin ? (0, 1) : nil)
         if names.isEmpty || names.contains("all") { names = allScenarios.map(\.name) }
         var results: [[String: Any]] = []
         for name in names {
@@ -120,7 +123,7 @@ struct SideBySide {
     static func write(_ results: [[String: Any]], to path: String, _ context: Context) throws {
         let object: [String: Any] = [
             "date": ISO8601DateFormatter().string(from: Date()), "quick": context.quick, "runs": context.runs,
-            "loops": context.loops, "scenarios": results,
+            "loops": context.loops, "pinned": context.cores != nil, "scenarios": results,
         ]
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
         try data.write(to: URL(fileURLWithPath: path))

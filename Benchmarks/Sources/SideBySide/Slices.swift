@@ -31,7 +31,7 @@ struct SlicesScenario: Scenario {
             ? try context.startLimitServer(["writer", "slices", "\(bytes)", "\(p["slice"]!)"])
             : try context.startServer(self, side)
         defer { server.terminate() }
-        let reader = try ChildProcess.start([context.limitTool("reader"), "127.0.0.1", "\(port)", "262144", "\(p["slice"]!)"])
+        let reader = try context.startClient([context.limitTool("reader"), "127.0.0.1", "\(port)", "262144", "\(p["slice"]!)"])
         let (got, seconds) = try parseReader(try reader.expect("bytes", timeout: 300))
         reader.wait()
         guard got == Double(bytes) else { throw HarnessError("\(side): reader got \(Int(got)) of \(bytes) bytes") }

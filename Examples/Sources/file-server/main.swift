@@ -1,4 +1,4 @@
-// file-server FILE [PORT]: sends FILE to every connection from a memory map, then closes.
+// file-server FILE [PORT]: sends FILE to every connection with sendfile, then closes.
 import FileServer
 import Glibc
 
@@ -8,5 +8,5 @@ guard CommandLine.arguments.count > 1 else {
 }
 let port = CommandLine.arguments.count > 2 ? Int(CommandLine.arguments[2]) ?? 7200 : 7200
 let server = try FileServer(path: CommandLine.arguments[1])
-print("serving \(server.file.path) (\(server.file.count) bytes) on \(try server.start(port: port))")
+print("serving \(server.path) (\(server.size) bytes) on \(try server.start(port: port))")
 while true { pause() }

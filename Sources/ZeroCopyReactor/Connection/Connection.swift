@@ -291,16 +291,19 @@ public final class Connection: @unchecked Sendable, Selectable {
             completeConnect()
             return
         }
+        var events = events
+        // MSG_ZEROCOPY completions arrive on the error queue, which raises EPOLLERR without a socket error: once
+        // they are read, and if the socket has no error, the event is not an error (and must not read past a pause).
+        if events & Epoll.error != 0 && zeroCopySocketOn && state == .open, readCompletions(),
+           ((try? Sys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR)) ?? 0) == 0 {
+            events &= ~Epoll.error
+            if events == 0 { return }
+        }
         let hangup = events & (Epoll.error | Epoll.hangup) != 0
         if events & (Epoll.input | Epoll.readHangup) != 0 || hangup {
             if !inputClosed && ((!readingPaused && !memoryPaused) || hangup) { readAvailable() }
         }
         if state == .open && events & Epoll.output != 0 { flushNow() }
-        // MSG_ZEROCOPY completions arrive on the error queue, which raises EPOLLERR without a socket error.
-        if state == .open && events & Epoll.error != 0 && zeroCopySocketOn, readCompletions(),
-           ((try? Sys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR)) ?? 0) == 0 {
-            return
-        }
         if state == .open && events & Epoll.error != 0 {
             let code = (try? Sys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR)) ?? 0
             teardown(.system(SystemError(errno: code == 0 ? ECONNRESET : code, call: "epoll")))
