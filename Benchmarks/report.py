@@ -37,6 +37,11 @@ TARGETS = [
     ("file-serve", "vs:ours-mmap", 1.0, "sendfile at least 1.0x the mmap path's GB/s"),
     ("file-serve", "vs:ours-mmap:server_cpu_s_per_gb", 1.0, "sendfile at no more server CPU per GB than the mmap path"),
     ("file-serve", "nio", 1.2, "sendfile at least 1.2x NIO FileRegion's GB/s"),
+    # The async face's own cost (issue 13): "side:SIDE" is SIDE/ours (higher is better); "abs:SIDE:METRIC" is SIDE's
+    # own median, at most the bound.
+    ("ping-pong-1k", "side:ours-async", 0.9, "async face: at least 0.9x the callback core's req/s"),
+    ("ping-pong-1k", "abs:ours-async:allocs_per_req", 0.1, "async face: at most 0.1 heap allocations per request"),
+    ("idle-10k", "abs:ours-async", 1536, "async face: at most 1.5 KB per idle connection"),
 ]
 
 # Scenarios whose limit side is a client doing the same work as ours in C (load-echo: limit/echoclient.c). Their
@@ -68,10 +73,13 @@ DETAIL = {
     "ping-pong-1k": "The server pinned to one core (one loop), the client (limit/pingpong.c) to the other; server CPU "
                     "is the server process's utime+stime (/proc/PID/stat) over the timed phase, the same measure "
                     "for every side.",
+    "idle-10k": "Resident memory per idle connection in the server process (VmRSS with the connections open less before, "
+                "divided by their number); ours-async holds one task per connection.",
     "file-serve": "4 clients (limit/reader.c, 256 KiB reads) on one core read the same file from the page cache; the "
                   "server (one loop) on the other. ours: OpenFile regions with sendfile; ours-mmap: slices of one "
                   "MappedFile with sendmsg; SwiftNIO: a FileRegion per connection.",
 }
+ORDER = ["ours", "ours-async", "ours-mmap", "nio", "limit", "iperf3"]
 SIDE_NAMES = {"ours": "ours (sendfile)" , "ours-mmap": "ours (mmap slices)", "nio": "SwiftNIO", "limit": "limit (C)"}
 
 
@@ -126,6 +134,16 @@ def evaluate(scenarios):
         s = by_name.get(name)
         if not s:
             continue
+        if kind.startswith("side:") or kind.startswith("abs:"):
+            parts = kind.split(":")
+            st = per_side(s, parts[2] if len(parts) > 2 else None)
+            v = st.get(parts[1], (None,))[0]
+            if kind.startswith("abs:"):
+                rows.append((name, text, v, bound, None if v is None else v <= bound, True, ""))
+            else:
+                r = ratio(v, st.get("ours", (None,))[0])
+                rows.append((name, text, r, bound, None if r is None else r >= bound, False, "x"))
+            continue
         metric, against = None, kind
         if kind.startswith("vs:"):
             parts = kind.split(":")
@@ -139,7 +157,7 @@ def evaluate(scenarios):
         r = ratio(ours, other)
         lower = kind == "p99" or metric is not None or not s["higher_is_better"]
         met = None if r is None else (r <= bound if lower else r >= bound)
-        rows.append((name, text, r, bound, met, lower))
+        rows.append((name, text, r, bound, met, lower, "x"))
     return rows
 
 
@@ -266,8 +284,8 @@ def write(args):
     md.append("## Targets (issue 5; load-echo: issue 4)\n")
     md.append("| scenario | target | measured | met |")
     md.append("|---|---|---|---|")
-    for name, text, r, bound, met, lower in rows:
-        md.append(f"| {name} | {text} | {'-' if r is None else f'{r:.2f}x'} | {'-' if met is None else ('yes' if met else '**no**')} |")
+    for name, text, r, bound, met, lower, suffix in rows:
+        md.append(f"| {name} | {text} | {'-' if r is None else f'{r:.2f}{suffix}'} | {'-' if met is None else ('yes' if met else '**no**')} |")
     micro = micro_rows(args.get("--micro"))
     if micro:
         zero = all(mal == 0 for _, _, mal in micro if mal is not None)
@@ -302,18 +320,18 @@ def write(args):
                       f"{f'{r_l:.2f}' if r_l else ''} |")
     md.append("")
     for s in scenarios:
-        sides = sorted({r["side"] for r in s["runs"]}, key=lambda x: ["ours", "ours-mmap", "nio", "limit", "iperf3"].index(x) if x in ["ours", "ours-mmap", "nio", "limit", "iperf3"] else 9)
-        cpu_keys = [k for k in ("server_cpu_us_per_req", "server_cpu_s_per_gb") if any(k in r["metrics"] for r in s["runs"])]
+        sides = sorted({r["side"] for r in s["runs"]}, key=lambda x: ORDER.index(x) if x in ORDER else 9)
+        cpu_keys = [k for k in ("server_cpu_us_per_req", "server_cpu_s_per_gb", "allocs_per_req", "allocs_per_conn") if any(k in r["metrics"] for r in s["runs"])]
         if s["scenario"] not in DETAIL or not cpu_keys:
             continue
-        md.append(f"### {s['scenario']}: every side, with server CPU\n")
+        md.append(f"### {s['scenario']}: every side\n")
         md.append(DETAIL[s["scenario"]] + ("" if data.get("pinned") else " (this run was NOT pinned)") + "\n")
         md.append("| side | " + s["unit"] + " | " + " | ".join(SECONDARY[k] for k in cpu_keys) + " |")
         md.append("|---|---|" + "---|" * len(cpu_keys))
         head = per_side(s)
         metric_stats = {k: per_side(s, k) for k in cpu_keys}
         for side in sides:
-            name = SIDE_NAMES.get(side, side) if s["scenario"] == "file-serve" else {"nio": "SwiftNIO", "limit": "limit (C)"}.get(side, side)
+            name = SIDE_NAMES.get(side, side) if s["scenario"] == "file-serve" else {"nio": "SwiftNIO", "limit": "limit (C)", "ours": "ours (callback)", "ours-async": "ours (async face)"}.get(side, side)
             md.append(f"| {name} | {cell(head.get(side))} | "
                       + " | ".join(cell(metric_stats[k].get(side)) for k in cpu_keys) + " |")
         md.append("")
@@ -380,8 +398,8 @@ def write(args):
         f.write("\n".join(md))
     svg_chart(rows, args["--svg"])
     print(f"wrote {args['--markdown']} and {args['--svg']}")
-    for name, text, r, bound, met, lower in rows:
-        print(f"  {name:14} {text:45} {'-' if r is None else f'{r:.2f}x':>8}  {'met' if met else 'MISSED'}")
+    for name, text, r, bound, met, lower, suffix in rows:
+        print(f"  {name:14} {text:45} {'-' if r is None else f'{r:.2f}{suffix}':>8}  {'met' if met else 'MISSED'}")
     for line in client_limit_notes(scenarios):
         print("  " + line.replace("**", ""))
 

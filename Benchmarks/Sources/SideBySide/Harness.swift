@@ -10,6 +10,8 @@ enum Side: String, CaseIterable, Sendable {
     case ours, nio, limit, iperf3
     /// Ours through another path of the same library (file-serve: slices of a read-only mapping, not sendfile).
     case oursMmap = "ours-mmap"
+    /// Ours through the async face (`ReactorPool.serve`: one task per connection) instead of the callback core.
+    case oursAsync = "ours-async"
 }
 
 /// One run of one side: the headline value and any other figures (latency, memory, allocations, CPU).

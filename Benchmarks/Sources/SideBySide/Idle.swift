@@ -11,7 +11,7 @@ struct IdleScenario: Scenario {
     let unit = "B/conn"
     let higherIsBetter = false
 
-    func sides(_ context: Context) -> [Side] { [.ours, .nio, .limit] }
+    func sides(_ context: Context) -> [Side] { [.ours, .oursAsync, .nio, .limit] }
 
     func parameters(_ context: Context) -> [String: Int] { ["connections": context.quick ? 2000 : 10000] }
 

@@ -12,7 +12,7 @@ struct PingPongScenario: Scenario {
     let unit = "req/s"
     let higherIsBetter = true
 
-    func sides(_ context: Context) -> [Side] { [.ours, .nio, .limit] }
+    func sides(_ context: Context) -> [Side] { [.ours, .oursAsync, .nio, .limit] }
 
     func parameters(_ context: Context) -> [String: Int] {
         ["connections": 1000, "seconds": context.quick ? 3 : 10, "message": 64]

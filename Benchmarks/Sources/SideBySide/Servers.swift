@@ -2,8 +2,10 @@
 // the same settings (loops, backlog 4096, TCP_NODELAY), talking to the parent over standard input and output,
 // and the echo servers of the many-connection scenarios (each library's own idiom).
 import CBenchSupport
+import Dispatch
 import Foundation
 import Glibc
+import Synchronization
 import NIOCore
 import NIOPosix
 import ZeroCopyReactor
@@ -79,6 +81,22 @@ func serveEcho(_ side: Side, _ arguments: Arguments) throws {
             return ["read_buffers_allocated": counters.reduce(0) { $0 + $1.readBuffersAllocated },
                     "chain_nodes_allocated": counters.reduce(0) { $0 + $1.chainNodesAllocated }]
         }
+        pool.shutdown()
+    case .oursAsync:
+        // The same echo through the async face: `BuiltinServer.serveAsync` (for each inbound slice, write it back).
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: arguments.int("loops")))
+        let listening = DispatchSemaphore(value: 0)
+        let port = Mutex(0)
+        let server = Task {
+            try await BuiltinServer(mode: .echo).serveAsync(on: pool, host: "127.0.0.1", port: 0) { address in
+                port.withLock { $0 = address.port }
+                listening.signal()
+            }
+        }
+        listening.wait()
+        say("port \(port.withLock { $0 })")
+        serveCommands()
+        server.cancel()
         pool.shutdown()
     case .nio:
         let group = try startNIO(arguments) { NIOEchoHandler() }

@@ -1,6 +1,11 @@
 // Structured concurrency over the pool: `serve` runs each accepted connection's handler in a child task of one
 // task group; cancelling `serve` stops accepting and aborts the connections still running. Also the awaitable
 // shutdown, which keeps the blocking join off the cooperative thread pool.
+// Handler tasks run on the global concurrent executor. Running them on their connection's loop (the loop as a
+// TaskExecutor: enqueue hands the job to `execute`, which calls `runSynchronously(on:)`, and `addTask(executorPreference:
+// loop)`) was tried again with Swift 6.3.1 and hangs: a loop thread blocks for good in the runtime's
+// withStatusRecordLock, under _swift_taskGroup_detachChild, from DiscardingTaskGroup::offer, when a child completes
+// on the loop (AsyncTests, every run). The cost of the hop stays; see BENCHMARKS.md for what it is.
 @_spi(TestKit) import ServiceLifecycle
 import Synchronization
 
