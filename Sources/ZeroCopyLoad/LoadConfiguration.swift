@@ -37,6 +37,10 @@ public struct LoadConfiguration: Sendable {
     public var pipeline: Int?
     /// Messages per second in total, open loop (nil: closed loop at full speed).
     public var rate: Double?
+    /// `blast`: the bytes each connection is owed; a stream the server ends before (or runs past) fails the run.
+    public var expectBytes: Int?
+    /// `blast`: the server's close ends each stream, whatever its length (instead of `expectBytes`).
+    public var untilEOF = false
     /// Checks received bytes (always on in `echo`).
     public var verify = false
     /// Accept fewer established connections than asked (and connections lost during the run).
@@ -112,6 +116,19 @@ public struct LoadConfiguration: Sendable {
             guard mode != .blast else {
                 throw LoadError("--rate does not apply to --mode blast (the server decides the pace)")
             }
+        }
+        if mode == .blast {
+            if let b = expectBytes {
+                guard !untilEOF else { throw LoadError("--expect-bytes and --until-eof exclude each other") }
+                guard b >= 1 else { throw LoadError("--expect-bytes must be at least 1, not \(b)") }
+            } else if !untilEOF {
+                throw LoadError(
+                    "--mode blast needs --expect-bytes B (the bytes each connection is owed) or --until-eof "
+                        + "(the server's close ends each stream)")
+            }
+        } else {
+            if expectBytes != nil { throw LoadError("--expect-bytes applies to --mode blast only") }
+            if untilEOF { throw LoadError("--until-eof applies to --mode blast only") }
         }
         if verify && mode == .sink { throw LoadError("--verify does not apply to --mode sink (nothing comes back)") }
         if verify && mode == .request && effectiveResponseBytes != effectiveMessageBytes {

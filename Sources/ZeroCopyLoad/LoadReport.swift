@@ -37,10 +37,23 @@ public struct LoadReport: Sendable {
     public var loopBusy: [Double] = []
     /// Established connections that ended before the generator closed them, and other faults, by kind.
     public var errors: [String: Int] = [:]
-    /// Blast connections the server closed after sending everything (their normal end).
+    /// Blast connections the server closed (their normal end; with --expect-bytes, short ones too).
     public var peerCloses = 0
+    /// Blast: the bytes each connection is owed (--expect-bytes), nil with --until-eof.
+    public var expectBytes: Int?
+    /// Blast with --expect-bytes: streams the server ended before all their bytes, and streams that ran past them.
+    public var shortStreams = 0
+    public var longStreams = 0
+    public var firstStreamError: String?
     /// Connections open at the end of the window that neither sent nor received a byte during it.
     public var stalledConnections = 0
+    /// Echo and request: requests sent and not answered when the window closed (their waits so far are in
+    /// `latency`), nil in the other modes.
+    public var unansweredAtEnd: Int?
+    /// Open loop: sends that were due by the window's end and not made (their waits are in `latency`).
+    public var unsentAtEnd: Int?
+    /// The longest wait among those, microseconds (nil when nothing was owed).
+    public var oldestUnansweredMicros: UInt64?
     public var descriptorLimit: Int
     public var warnings: [String] = []
     public var notes: [String] = []
@@ -57,6 +70,7 @@ public struct LoadReport: Sendable {
         responseBytes = c.mode == .request ? c.effectiveResponseBytes : nil
         pipeline = c.mode == .echo || c.mode == .request ? c.effectivePipeline : nil
         warmupSeconds = c.warmup.seconds
+        expectBytes = c.mode == .blast ? c.expectBytes : nil
         verify = c.verifies
         self.descriptorLimit = descriptorLimit
     }
@@ -121,7 +135,14 @@ public struct LoadReport: Sendable {
         w.value("messages_per_cpu_s", messagesPerCPUSecond, digits: 1)
         w.counts("errors", errors)
         w.value("peer_closes", peerCloses)
+        w.value("expect_bytes", expectBytes)
+        w.value("short_streams", shortStreams)
+        w.value("long_streams", longStreams)
+        w.value("first_stream_error", firstStreamError)
         w.value("stalled_connections", stalledConnections)
+        w.value("unanswered_at_window_end", unansweredAtEnd)
+        w.value("unsent_at_window_end", unsentAtEnd)
+        w.value("oldest_unanswered_us", oldestUnansweredMicros)
         w.value("descriptor_limit", descriptorLimit)
         w.beginArray("warnings")
         for line in warnings { w.value(nil, line) }

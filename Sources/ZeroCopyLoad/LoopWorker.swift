@@ -32,6 +32,7 @@ final class LoopWorker: @unchecked Sendable {
     private var lag = Histograms.make()
     private var connectErrors: [String: Int] = [:]
     private var firstVerifyError: String?
+    private var firstStreamError: String?
     // Open-loop schedule: send number s of this loop is due at `scheduleStart + s * slotNanos`, and goes to
     // `paced[s % paced.count]`, so connection p's message k is send number `k * paced.count + p`.
     private var paced: [LoadClient] = []
@@ -49,8 +50,9 @@ final class LoopWorker: @unchecked Sendable {
         phase = Double(loop.index) / Double(loopCount)
     }
 
-    func makeClient(_ connection: Connection) -> any ConnectionHandler {
-        LoadClient(worker: self, connection: connection)
+    /// `number`: the connection's place in connect order (seeds its stream).
+    func makeClient(_ connection: Connection, number: Int) -> any ConnectionHandler {
+        LoadClient(worker: self, connection: connection, number: number)
     }
 
     // MARK: connection events (from LoadClient)
@@ -84,8 +86,23 @@ final class LoopWorker: @unchecked Sendable {
         guard !stopped else { return }
         if plan.mode == .blast {
             counters.peerCloses += 1
+            if let owed = plan.expectBytes, client.bytesReceived < owed {
+                counters.shortStreams += 1
+                if firstStreamError == nil {
+                    firstStreamError =
+                        "connection \(client.connection.id) ended after \(Format.grouped(client.bytesReceived)) bytes"
+                }
+            }
         } else {
             count(error: "closed_by_peer")
+        }
+    }
+
+    /// Blast with --expect-bytes: connection `client` got more bytes than it is owed (counted once).
+    func streamRanLong(_ client: LoadClient, owed: Int) {
+        counters.longStreams += 1
+        if firstStreamError == nil {
+            firstStreamError = "connection \(client.connection.id) received more than \(Format.grouped(owed)) bytes"
         }
     }
 
@@ -106,6 +123,22 @@ final class LoopWorker: @unchecked Sendable {
     func recordLatency(intended: UInt64, actual: UInt64, now: UInt64) {
         Histograms.record(&latency, (now &- min(intended, now)) / 1000)
         if plan.rate != nil { Histograms.record(&rawLatency, (now &- min(actual, now)) / 1000) }
+    }
+
+    /// A send that was due at `intended` and never made (open loop, window end): only the corrected histogram.
+    func recordUnsent(intended: UInt64, now: UInt64, count: Int) {
+        Histograms.record(&latency, (now &- min(intended, now)) / 1000, count: UInt64(count))
+    }
+
+    /// How many of connection `position`'s messages were due by `now` on the open-loop schedule.
+    func dueMessages(position p: Int, now: UInt64) -> Int {
+        guard !paced.isEmpty, now >= scheduleStart, slotNanos > 0 else { return 0 }
+        let slots = (Double(now - scheduleStart) / slotNanos).rounded(.down)
+        guard slots < 1e15 else { return 1 << 50 }
+        var due = Int(slots) + 1  // sends 0...slots are due
+        // Rounding may put the last slot a nanosecond after now: keep the schedule's own verdict.
+        if due > 0 && intendedTime(due - 1) > now { due -= 1 }
+        return due <= p ? 0 : (due - p - 1) / paced.count + 1
     }
 
     /// When connection `position`'s message `k` was meant to go out (open loop).
@@ -186,10 +219,17 @@ final class LoopWorker: @unchecked Sendable {
             for c in clients { c.progressMark = c.progress }
         }
         let stalled = stop ? clients.reduce(0) { $0 + ($1.isOpen && $1.progress == $1.progressMark ? 1 : 0) } : 0
+        let answeredMax = latency.totalCount > 0 ? latency.maxRecorded : 0
+        var tail = TailCounts()
+        if stop && plan.tracksLatency {
+            // Coordinated omission at the tail: what is still owed waited until now, and is recorded so.
+            let now = EventLoop.now()
+            for c in clients where c.isOpen { tail = tail + c.recordTail(now: now) }
+        }
         let s = LoopSample(
             counters: counters, latency: latency, rawLatency: rawLatency, lag: lag,
             cpuNanos: Self.threadCPUNanos(), openConnections: openCount, stalledConnections: stalled,
-            firstVerifyError: firstVerifyError)
+            firstVerifyError: firstVerifyError, firstStreamError: firstStreamError, answeredMaxMicros: answeredMax, tail: tail)
         latency = Histograms.make()
         rawLatency = Histograms.make()
         lag = Histograms.make()

@@ -23,6 +23,8 @@ struct Measurement {
     private var latency = Histograms.make()
     private var rawLatency = Histograms.make()
     private var lag = Histograms.make()
+    /// The longest latency of an answered request in the window (the tail's waits excluded).
+    private var answeredMax: UInt64 = 0
 
     init(report: LoadReport, openLoop: Bool) {
         self.report = report
@@ -43,6 +45,7 @@ struct Measurement {
         latency.add(interval.latency)
         rawLatency.add(interval.rawLatency)
         lag.add(interval.lag)
+        answeredMax = samples.reduce(answeredMax) { max($0, $1.answeredMaxMicros) }
         previous = samples
         endTime = now
         return interval
@@ -82,6 +85,7 @@ struct Measurement {
     /// The report for the window, with warnings and the verdict.
     func finish(configuration c: LoadConfiguration) -> LoadReport {
         var r = report
+        var runBytesReceived = 0
         let counters = Self.total(previous).traffic(since: Self.total(baseline))
         r.durationSeconds = Double(endTime - windowStart) / 1e9
         r.messagesSent = counters.messagesSent
@@ -92,8 +96,18 @@ struct Measurement {
         r.verifiedBytes = counters.verifiedBytes
         r.firstVerifyError = previous.lazy.compactMap(\.firstVerifyError).first
         r.peerCloses = counters.peerCloses
+        r.shortStreams = counters.shortStreams
+        r.longStreams = counters.longStreams
+        r.firstStreamError = previous.lazy.compactMap(\.firstStreamError).first
+        runBytesReceived = Self.total(previous).bytesReceived
         r.errors = counters.errors
         r.stalledConnections = previous.reduce(0) { $0 + $1.stalledConnections }
+        let tail = previous.reduce(TailCounts()) { $0 + $1.tail }
+        if c.mode == .echo || c.mode == .request {
+            r.unansweredAtEnd = tail.unanswered
+            r.unsentAtEnd = openLoop ? tail.unsent : nil
+            r.oldestUnansweredMicros = tail.unanswered + tail.unsent > 0 ? tail.oldestMicros : nil
+        }
         r.latency = LatencySummary(latency)
         r.rawLatency = openLoop ? LatencySummary(rawLatency) : nil
         r.generatorLag = LatencySummary(lag)
@@ -106,7 +120,8 @@ struct Measurement {
         }
         r.generatorCPUSeconds = cpu
         addWarnings(&r, c)
-        r.failure = verdict(r, c)
+        addTailWarning(&r)
+        r.failure = verdict(r, c, runBytesReceived: runBytesReceived)
         return r
     }
 
@@ -153,7 +168,21 @@ struct Measurement {
         }
     }
 
-    private func verdict(_ r: LoadReport, _ c: LoadConfiguration) -> String? {
+    /// A server that stopped answering late in the window: requests still waiting at its end, longer than any
+    /// answered one (and at least 100 ms, so that the ordinary requests in flight never warn).
+    private func addTailWarning(_ r: inout LoadReport) {
+        guard let oldest = r.oldestUnansweredMicros, oldest >= 100_000, oldest > answeredMax else { return }
+        let unanswered = r.unansweredAtEnd ?? 0
+        let unsent = r.unsentAtEnd ?? 0
+        var what = "\(Format.grouped(unanswered)) request\(unanswered == 1 ? "" : "s") unanswered"
+        if unsent > 0 { what += " and \(Format.grouped(unsent)) due and not sent" }
+        let answered = answeredMax > 0 ? "longer than any answered (max \(Format.grouped(Int(answeredMax))) µs)" : "none was answered"
+        r.warnings.append(
+            "\(what) at window end, the oldest waiting \(Format.grouped(Int(oldest))) µs, \(answered): "
+                + "the server stopped answering; these waits are in the latency figures")
+    }
+
+    private func verdict(_ r: LoadReport, _ c: LoadConfiguration, runBytesReceived: Int) -> String? {
         if r.verifyErrors > 0 {
             let first = r.firstVerifyError.map { " (first: \($0))" } ?? ""
             return "\(r.verifyErrors) verify error\(r.verifyErrors == 1 ? "" : "s"): the bytes received are not the "
@@ -165,7 +194,17 @@ struct Measurement {
                 "\(n) error\(n == 1 ? "" : "s") during the run (\(LoadReport.list(r.errors))); --allow-partial accepts "
                 + "connections lost during the run"
         }
-        if r.messagesCompleted == 0 && r.mode != .blast {
+        if r.shortStreams + r.longStreams > 0, let owed = c.expectBytes {
+            var what: [String] = []
+            if r.shortStreams > 0 { what.append("\(Format.grouped(r.shortStreams)) ended short") }
+            if r.longStreams > 0 { what.append("\(Format.grouped(r.longStreams)) ran long") }
+            let first = r.firstStreamError.map { " (first: \($0))" } ?? ""
+            return "blast streams owed --expect-bytes \(Format.grouped(owed)): \(what.joined(separator: ", "))\(first)"
+        }
+        if r.mode == .blast {
+            // A whole stream may arrive before the window opens: what matters is that any did.
+            if runBytesReceived == 0 { return "no byte of the stream arrived" }
+        } else if r.messagesCompleted == 0 {
             return "no message completed in the window"
         }
         return nil

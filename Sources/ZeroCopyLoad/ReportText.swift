@@ -35,6 +35,12 @@ extension LoadReport {
             lines.append("  \(what): \(l.line)  (\(Format.grouped(Int(l.count))) samples)")
         }
         if let r = rawLatency { lines.append("  raw latency µs (from actual send): \(r.line)") }
+        if let unanswered = unansweredAtEnd, durationSeconds > 0 {
+            var t = "  unanswered at window end: \(Format.grouped(unanswered))"
+            if let unsent = unsentAtEnd { t += ", due and not sent: \(Format.grouped(unsent))" }
+            if let oldest = oldestUnansweredMicros { t += " (oldest waiting \(Format.grouped(Int(oldest))) µs)" }
+            lines.append(t)
+        }
         if verify {
             var v =
                 "  verify: \(Format.bytes(Double(verifiedBytes))) checked, "
@@ -50,8 +56,17 @@ extension LoadReport {
             if let m = messagesPerCPUSecond { g += ", \(Format.grouped(Int(m))) msgs per CPU-s" }
             lines.append(g)
         }
-        if mode == .blast && peerCloses > 0 {
-            lines.append("  server closed \(peerCloses) connection(s) after sending everything")
+        if mode == .blast {
+            if let owed = expectBytes {
+                let whole = peerCloses - shortStreams
+                var t = "  streams: \(Format.grouped(whole)) complete (\(Format.grouped(owed)) bytes each, then closed)"
+                if shortStreams > 0 { t += ", \(Format.grouped(shortStreams)) ended short" }
+                if longStreams > 0 { t += ", \(Format.grouped(longStreams)) ran long" }
+                if let first = firstStreamError { t += " (first: \(first))" }
+                lines.append(t)
+            } else if peerCloses > 0 {
+                lines.append("  server closed \(peerCloses) connection(s) (--until-eof: the end of each stream)")
+            }
         }
         lines.append("  errors: " + (errors.isEmpty ? "none" : Self.list(errors)))
         for n in notes { lines.append("  note: \(n)") }

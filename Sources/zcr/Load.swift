@@ -45,6 +45,12 @@ struct Load: ParsableCommand {
     var pipeline: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("Messages per second in total: open loop.", valueName: "rate"))
     var rate: String?
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("blast: bytes each connection is owed; a shorter stream fails.", valueName: "bytes"))
+    var expectBytes: String?
+    @Flag(help: "blast: the server's close ends each stream, whatever its length (instead of --expect-bytes).")
+    var untilEof = false
     @Flag(help: "Check received bytes (blast: the i % 251 pattern; request: the echo). Always on in echo.")
     var verify = false
     @Flag(help: "Run with fewer connections than asked, and accept connections lost during the run.")
@@ -108,6 +114,10 @@ struct Load: ParsableCommand {
         c.pipeline = try pipeline.map { (t: String) throws(LoadError) in try ArgumentValues.count(t, flag: "--pipeline")
         }
         c.rate = try rate.map { (t: String) throws(LoadError) in try ArgumentValues.rate(t, flag: "--rate") }
+        c.expectBytes = try expectBytes.map { (t: String) throws(LoadError) in
+            try ArgumentValues.size(t, flag: "--expect-bytes")
+        }
+        c.untilEOF = untilEof
         c.verify = verify
         c.allowPartial = allowPartial
         c.hdrLogPath = hdrLog
