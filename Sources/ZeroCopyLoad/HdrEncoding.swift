@@ -19,7 +19,8 @@ enum HdrEncoding {
             for (i, c) in counts { h.record(layout.value(at: i), count: c) }
         }
 
-        var totalCount: UInt64 { counts.reduce(0) { $0 + $1.count } }
+        /// At most 2^63 - 1 (checked when decoding).
+        var totalCount: UInt64 { counts.reduce(0) { $0 &+ $1.count } }
     }
 
     /// The compressed V2 form of `h`, base64.
@@ -51,6 +52,11 @@ enum HdrEncoding {
         put64(h.highestTrackableValue, &plain)
         put64((1.0).bitPattern, &plain)  // integer-to-double conversion ratio
         plain += payload
+        return try encode(plain: plain)
+    }
+
+    /// The uncompressed V2 form `plain` (header and counts), deflated, wrapped and base64-encoded.
+    static func encode(plain: [UInt8]) throws(LoadError) -> String {
         let deflated = try Zlib.compress(plain)
         var out: [UInt8] = []
         put32(v2CompressedCookie, &out)
@@ -79,11 +85,16 @@ enum HdrEncoding {
         let lowest = get64(plain, 16)
         let highest = get64(plain, 24)
         guard normalizing == 0 else { throw LoadError("histograms with a normalizing index offset are not supported") }
-        guard (0...5).contains(digits), lowest >= 1, highest >= 2 * lowest else {
+        guard (0...5).contains(digits), lowest >= 1, highest / 2 >= lowest,
+            HdrLayout.fits(lowestDiscernibleValue: lowest, significantDigits: digits)
+        else {
             throw LoadError("histogram header out of range (digits \(digits), lowest \(lowest), highest \(highest))")
         }
         guard payloadLength <= plain.count - headerBytes else { throw LoadError("truncated histogram payload") }
         let layout = HdrLayout(lowestDiscernibleValue: lowest, significantDigits: digits)
+        // Counts past the bucket of `highest` would decode to values the header says cannot occur.
+        let lastIndex = layout.countsLength(highestTrackableValue: highest) - 1
+        var total: UInt64 = 0
         var counts: [(index: Int, count: UInt64)] = []
         var cursor = headerBytes
         let end = headerBytes + payloadLength
@@ -94,7 +105,17 @@ enum HdrEncoding {
                 guard v > -(1 << 40) else { throw LoadError("corrupt histogram counts") }
                 index += Int(-v)
             } else {
-                if v > 0 { counts.append((index, UInt64(v))) }
+                if v > 0 {
+                    guard index <= lastIndex else {
+                        throw LoadError("corrupt histogram counts (a count beyond the highest trackable value)")
+                    }
+                    let (sum, overflow) = total.addingReportingOverflow(UInt64(v))
+                    guard !overflow, sum <= UInt64(Int64.max) else {
+                        throw LoadError("histogram counts overflow (more than 2^63 - 1 values)")
+                    }
+                    total = sum
+                    counts.append((index, UInt64(v)))
+                }
                 index += 1
             }
         }

@@ -60,6 +60,7 @@ public enum HdrMerge {
         var totals: [String: Histogram<UInt64>] = [:]
         var slots: [String: [Int: Histogram<UInt64>]] = [:]
         var intervals = 0
+        var counted: [String: UInt64] = [:]
         var earliest: Double?
         var anyStartTime = false
         for (name, text) in logs {
@@ -73,6 +74,13 @@ public enum HdrMerge {
                     tags.append(tag)
                     totals[tag] = Self.empty()
                 }
+                // Histogram totals wrap silently: keep each tag's count checked.
+                let (sum, overflow) = counted[tag, default: 0].addingReportingOverflow(interval.histogram.totalCount)
+                guard !overflow, sum <= UInt64(Int64.max) else {
+                    throw LoadError(
+                        "\(name): counts overflow: more than 2^63 - 1 values in tag '\(tag.isEmpty ? "latency" : tag)'")
+                }
+                counted[tag] = sum
                 interval.histogram.add(into: &totals[tag]!)
                 let slot = Int(interval.start.rounded(.down))
                 interval.histogram.add(into: &slots[tag, default: [:]][slot, default: Self.empty()])

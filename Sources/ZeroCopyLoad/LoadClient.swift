@@ -25,6 +25,21 @@ final class LoadClient: ConnectionHandler {
     private(set) var endedByPeer = false
     /// `progress` when the window opened: unchanged at the end means the connection was stalled all window.
     var progressMark = 0
+    /// The connection was owed traffic when the window opened (see `owesTraffic`).
+    var owedAtMark = false
+
+    /// True when the server owes this connection something: an answer to a request in flight, the rest of a blast
+    /// stream, or room for a send that is due (closed loop: always). A connection owed nothing (open loop at a low
+    /// rate, between its sends) is idle, not stalled.
+    func owesTraffic(now: UInt64) -> Bool {
+        switch plan.mode {
+        case .blast: return plan.expectBytes.map { streamOffset < $0 } ?? true
+        case .echo, .request, .sink:
+            guard plan.rate != nil else { return true }
+            if plan.tracksLatency && sent > received { return true }
+            return max(due, worker.dueMessages(position: position, now: now)) > sent
+        }
+    }
 
     /// Bytes received on this connection (the whole run).
     var bytesReceived: Int { streamOffset }

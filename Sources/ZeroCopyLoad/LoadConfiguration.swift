@@ -89,6 +89,9 @@ public struct LoadConfiguration: Sendable {
         guard connectTimeout > .zero else { throw LoadError("--connect-timeout must be greater than 0") }
         guard (1...256).contains(threads) else { throw LoadError("--threads must be 1...256, not \(threads)") }
         guard duration > .zero else { throw LoadError("--duration must be greater than 0") }
+        guard duration >= .milliseconds(10) else {
+            throw LoadError("--duration must be at least 10ms (a shorter window measures nothing), not \(duration.nanoseconds) ns")
+        }
         guard warmup >= .zero else { throw LoadError("--warmup must not be negative") }
         guard interval >= .milliseconds(10) else { throw LoadError("the progress interval must be at least 10ms") }
         if let p = payload {
@@ -113,6 +116,7 @@ public struct LoadConfiguration: Sendable {
         }
         if let r = rate {
             guard r > 0 && r.isFinite else { throw LoadError("--rate must be greater than 0, not \(r)") }
+            guard r <= 1e9 else { throw LoadError("--rate must be at most 1,000,000,000 msgs/s") }
             guard mode != .blast else {
                 throw LoadError("--rate does not apply to --mode blast (the server decides the pace)")
             }

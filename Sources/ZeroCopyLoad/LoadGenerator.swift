@@ -113,6 +113,12 @@ public final class LoadGenerator: Sendable {
             next += clock.interval
         }
         report = measure.finish(configuration: c)
+        do {
+            try log?.close()
+        } catch {
+            // The log is part of what was asked for: a log that could not be written fails the run.
+            if report.failure == nil { report.failure = error.message } else { report.warnings.append(error.message) }
+        }
         return report
     }
 

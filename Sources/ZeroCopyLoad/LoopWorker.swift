@@ -216,9 +216,20 @@ final class LoopWorker: @unchecked Sendable {
             stopped = true
         }
         if openWindow {
-            for c in clients { c.progressMark = c.progress }
+            let now = EventLoop.now()
+            for c in clients {
+                c.progressMark = c.progress
+                c.owedAtMark = c.owesTraffic(now: now)
+            }
         }
-        let stalled = stop ? clients.reduce(0) { $0 + ($1.isOpen && $1.progress == $1.progressMark ? 1 : 0) } : 0
+        var stalled = 0
+        if stop {
+            // Stalled: owed traffic all window (when it opened and when it closed) and moved no byte.
+            let now = EventLoop.now()
+            for c in clients where c.isOpen && c.progress == c.progressMark && c.owedAtMark && c.owesTraffic(now: now) {
+                stalled += 1
+            }
+        }
         let answeredMax = latency.totalCount > 0 ? latency.maxRecorded : 0
         var tail = TailCounts()
         if stop && plan.tracksLatency {

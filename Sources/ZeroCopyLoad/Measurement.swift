@@ -141,7 +141,8 @@ struct Measurement {
                 "\(r.stalledConnections) open connection\(r.stalledConnections == 1 ? "" : "s") moved no byte "
                     + "during the window (stalled: the server stopped serving them)")
         }
-        let busy = r.loopBusy.enumerated().filter { $0.element >= 0.9 }
+        // A window of a few milliseconds (every connection ended at once) says nothing about the CPU.
+        let busy = r.durationSeconds >= 0.1 ? r.loopBusy.enumerated().filter { $0.element >= 0.9 } : []
         let generatorBound = !busy.isEmpty || (r.generatorLag?.p99 ?? 0) >= 1000
         if !busy.isEmpty {
             let which = busy.map { "loop \($0.offset) \(Format.fixed($0.element * 100, 0))%" }.joined(separator: ", ")
@@ -156,14 +157,20 @@ struct Measurement {
         }
         if let rate = c.rate, r.durationSeconds > 0 {
             let achieved = Double(r.messagesSent) / r.durationSeconds
-            if achieved < 0.9 * rate {
+            let digits = rate < 10 ? 3 : 0
+            if rate * r.durationSeconds < 10 {
+                r.notes.append(
+                    "--rate \(Format.fixed(rate, digits)) over \(Format.fixed(r.durationSeconds, 2)) s: "
+                        + "\(Format.fixed(rate * r.durationSeconds, 1)) sends due in the window, too few to judge the "
+                        + "achieved rate (\(Format.grouped(r.messagesSent)) sent)")
+            } else if achieved < 0.9 * rate {
                 let why =
                     generatorBound
                     ? "the generator could not keep up"
                     : "the server (or the pipeline of \(c.effectivePipeline)) held sends back; "
                         + "corrected latency includes the wait"
                 r.warnings.append(
-                    "sent \(Format.fixed(achieved, 0)) msgs/s of the \(Format.fixed(rate, 0)) asked: \(why)")
+                    "sent \(Format.fixed(achieved, digits)) msgs/s of the \(Format.fixed(rate, digits)) asked: \(why)")
             }
         }
     }

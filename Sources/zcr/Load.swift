@@ -64,8 +64,11 @@ struct Load: ParsableCommand {
 
     func run() throws {
         let generator: LoadGenerator
-        do {
+        do throws(LoadError) {
             generator = try LoadGenerator(configuration: makeConfiguration())
+            if let json {
+                do { try FileIO.checkWritable(json) } catch { throw LoadError("--json \(error.message)") }
+            }
         } catch {
             throw Self.fail(error.message, status: 2)
         }
