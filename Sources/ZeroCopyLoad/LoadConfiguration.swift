@@ -41,6 +41,8 @@ public struct LoadConfiguration: Sendable {
     public var expectBytes: Int?
     /// `blast`: the server's close ends each stream, whatever its length (instead of `expectBytes`).
     public var untilEOF = false
+    /// `--fail-if`: conditions the run must meet (the run fails, naming each one not met).
+    public var failIf: [Threshold] = []
     /// Checks received bytes (always on in `echo`).
     public var verify = false
     /// Accept fewer established connections than asked (and connections lost during the run).
@@ -141,6 +143,14 @@ public struct LoadConfiguration: Sendable {
         }
         if verify && mode == .blast && payload != nil {
             throw LoadError("--verify in --mode blast checks the i % 251 pattern; drop --payload-file")
+        }
+        for t in failIf {
+            if (t.metric.isLatency || t.metric == .unanswered) && !(mode == .echo || mode == .request) {
+                throw LoadError("--fail-if '\(t.text)': \(t.metric.rawValue) is measured in --mode echo and request only")
+            }
+            if t.metric == .rate && rate == nil {
+                throw LoadError("--fail-if '\(t.text)': rate (achieved / asked) needs --rate")
+            }
         }
         guard extraDescriptors >= 0 else { throw LoadError("extra descriptors must not be negative") }
     }

@@ -55,6 +55,8 @@ public struct LoadReport: Sendable {
     /// The longest wait among those, microseconds (nil when nothing was owed).
     public var oldestUnansweredMicros: UInt64?
     public var descriptorLimit: Int
+    /// `--fail-if` conditions with what was measured, in the order given.
+    public var thresholds: [Threshold.Outcome] = []
     public var warnings: [String] = []
     public var notes: [String] = []
     /// Why the run failed (nil: it succeeded). Also the one line the CLI prints to stderr.
@@ -144,6 +146,18 @@ public struct LoadReport: Sendable {
         w.value("unsent_at_window_end", unsentAtEnd)
         w.value("oldest_unanswered_us", oldestUnansweredMicros)
         w.value("descriptor_limit", descriptorLimit)
+        w.beginArray("fail_if")
+        for o in thresholds {
+            w.beginObject(nil)
+            w.value("condition", o.threshold.text)
+            w.value("metric", o.threshold.metric.rawValue)
+            w.value("comparison", o.threshold.comparison.rawValue)
+            w.value("limit", o.threshold.limit)
+            w.value("value", o.value)
+            w.value("passed", o.passed)
+            w.endObject()
+        }
+        w.endArray()
         w.beginArray("warnings")
         for line in warnings { w.value(nil, line) }
         w.endArray()

@@ -69,6 +69,13 @@ extension LoadReport {
             }
         }
         lines.append("  errors: " + (errors.isEmpty ? "none" : Self.list(errors)))
+        if !thresholds.isEmpty {
+            lines.append(
+                "  fail-if: "
+                    + thresholds.map {
+                        "\($0.threshold.text) \($0.passed ? "met" : "NOT MET") (\($0.threshold.describe($0.value)))"
+                    }.joined(separator: ", "))
+        }
         for n in notes { lines.append("  note: \(n)") }
         for w in warnings { lines.append("  warning: \(w)") }
         if let failure { lines.append("  FAILED: \(failure)") }

@@ -51,6 +51,11 @@ struct Load: ParsableCommand {
     var expectBytes: String?
     @Flag(help: "blast: the server's close ends each stream, whatever its length (instead of --expect-bytes).")
     var untilEof = false
+    @Option(
+        help: ArgumentHelp(
+            "Conditions the run must meet, else exit 1 (p99<5ms,max<50ms,errors=0,rate>=0.95,connections>=10k).",
+            valueName: "conditions"))
+    var failIf: String?
     @Flag(help: "Check received bytes (blast: the i % 251 pattern; request: the echo). Always on in echo.")
     var verify = false
     @Flag(help: "Run with fewer connections than asked, and accept connections lost during the run.")
@@ -121,6 +126,7 @@ struct Load: ParsableCommand {
             try ArgumentValues.size(t, flag: "--expect-bytes")
         }
         c.untilEOF = untilEof
+        c.failIf = try failIf.map { (t: String) throws(LoadError) in try Threshold.parse(t) } ?? []
         c.verify = verify
         c.allowPartial = allowPartial
         c.hdrLogPath = hdrLog
