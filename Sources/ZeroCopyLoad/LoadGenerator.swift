@@ -85,7 +85,7 @@ public final class LoadGenerator: Sendable {
         log?.begin(
             startTime: Self.wallClock(),
             comment: "zcr load \(c.mode.rawValue) \(c.target), "
-                + "\(c.connections) connections; values in microseconds; untagged = latency, Tag=raw, Tag=lag")
+                + "\(c.connections) connections; values in microseconds; untagged = latency, Tag=raw, Tag=lag (hiccups), Tag=sched (send lateness)")
         let windowEnd = measure.windowStart + c.duration.nanoseconds
         var next = measure.windowStart + clock.interval
         while true {
@@ -102,6 +102,9 @@ public final class LoadGenerator: Sendable {
                     try log.append(tag: "raw", start: start, length: interval.seconds, histogram: interval.rawLatency)
                 }
                 try log.append(tag: "lag", start: start, length: interval.seconds, histogram: interval.lag)
+                if c.rate != nil {
+                    try log.append(tag: "sched", start: start, length: interval.seconds, histogram: interval.lateness)
+                }
                 log.flush()
             }
             measure.lastTick = now

@@ -31,6 +31,9 @@ public struct LoadReport: Sendable {
     public var firstVerifyError: String?
     /// How late the generator's loops ran their timers (hiccup timer and open-loop sends), microseconds.
     public var generatorLag: LatencySummary?
+    /// Open loop: how late the generator got to each scheduled send after its intended time (every send, zeros
+    /// included), microseconds; nil in closed loop.
+    public var scheduleLateness: LatencySummary?
     /// CPU time of the generator's loop threads in the window.
     public var generatorCPUSeconds = 0.0
     /// Fraction of the window each loop thread was on a CPU.
@@ -130,6 +133,7 @@ public struct LoadReport: Sendable {
         w.value("max", generatorLag?.max)
         w.value("count", generatorLag?.count)
         w.endObject()
+        Self.writeLatency(&w, "schedule_lateness_us", scheduleLateness)
         w.value("generator_cpu_s", generatorCPUSeconds)
         w.beginArray("loop_busy")
         for b in loopBusy { w.value(nil, b) }

@@ -10,6 +10,7 @@ struct Measurement {
         var latency: Histogram<UInt64>
         var rawLatency: Histogram<UInt64>
         var lag: Histogram<UInt64>
+        var lateness: Histogram<UInt64>
     }
 
     private(set) var report: LoadReport
@@ -23,6 +24,7 @@ struct Measurement {
     private var latency = Histograms.make()
     private var rawLatency = Histograms.make()
     private var lag = Histograms.make()
+    private var lateness = Histograms.make()
     /// The longest latency of an answered request in the window (the tail's waits excluded).
     private var answeredMax: UInt64 = 0
 
@@ -45,6 +47,7 @@ struct Measurement {
         latency.add(interval.latency)
         rawLatency.add(interval.rawLatency)
         lag.add(interval.lag)
+        lateness.add(interval.lateness)
         answeredMax = samples.reduce(answeredMax) { max($0, $1.answeredMaxMicros) }
         previous = samples
         endTime = now
@@ -54,11 +57,13 @@ struct Measurement {
     static func interval(from before: [LoopSample], to after: [LoopSample], seconds: Double) -> Interval {
         var i = Interval(
             seconds: seconds, counters: total(after).traffic(since: total(before)),
-            latency: Histograms.make(), rawLatency: Histograms.make(), lag: Histograms.make())
+            latency: Histograms.make(), rawLatency: Histograms.make(), lag: Histograms.make(),
+            lateness: Histograms.make())
         for s in after {
             i.latency.add(s.latency)
             i.rawLatency.add(s.rawLatency)
             i.lag.add(s.lag)
+            i.lateness.add(s.lateness)
         }
         return i
     }
@@ -111,6 +116,7 @@ struct Measurement {
         r.latency = LatencySummary(latency)
         r.rawLatency = openLoop ? LatencySummary(rawLatency) : nil
         r.generatorLag = LatencySummary(lag)
+        r.scheduleLateness = openLoop ? LatencySummary(lateness) : nil
         var cpu = 0.0
         r.loopBusy = []
         for (b, e) in zip(baseline, previous) {
@@ -151,17 +157,24 @@ struct Measurement {
         }
         // A window of a few milliseconds (every connection ended at once) says nothing about the CPU.
         let busy = r.durationSeconds >= 0.1 ? r.loopBusy.enumerated().filter { $0.element >= 0.9 } : []
-        let generatorBound = !busy.isEmpty || (r.generatorLag?.p99 ?? 0) >= 1000
+        let timersLate = (r.generatorLag?.p99 ?? 0) >= 1000
+        let sendsLate = (r.scheduleLateness?.p99 ?? 0) >= 1000
+        let generatorBound = !busy.isEmpty || timersLate || sendsLate
         if !busy.isEmpty {
             let which = busy.map { "loop \($0.offset) \(Format.fixed($0.element * 100, 0))%" }.joined(separator: ", ")
             r.warnings.append(
                 "the generator was CPU-bound (\(which) busy): it, not the server, may be the bottleneck; "
                     + "add --threads or a second load machine")
         }
-        if let lag = r.generatorLag, lag.p99 >= 1000 {
+        if let lag = r.generatorLag, timersLate {
             r.warnings.append(
-                "the generator's loops ran timers late (p99 \(lag.p99) µs, max \(lag.max) µs): "
+                "the generator's loops ran timers late (hiccups p99 \(lag.p99) µs, max \(lag.max) µs): "
                     + "latencies include the generator's own delay")
+        }
+        if let late = r.scheduleLateness, sendsLate {
+            r.warnings.append(
+                "the generator got to its scheduled sends late (p99 \(Format.grouped(Int(late.p99))) µs, max "
+                    + "\(Format.grouped(Int(late.max))) µs after their intended time): it fell behind its schedule")
         }
         if let rate = c.rate, r.durationSeconds > 0 {
             let achieved = Double(r.messagesSent) / r.durationSeconds

@@ -50,7 +50,8 @@ extension LoadReport {
         }
         if durationSeconds > 0 {
             var g = "  generator:"
-            if let lag = generatorLag { g += " timer lag p99 \(lag.p99) µs, max \(lag.max) µs;" }
+            if let lag = generatorLag { g += " timer hiccups p99 \(lag.p99) µs, max \(lag.max) µs;" }
+            if let late = scheduleLateness { g += " sends late p99 \(late.p99) µs, max \(late.max) µs;" }
             g += " loops busy " + loopBusy.map { Format.fixed($0 * 100, 0) + "%" }.joined(separator: " ")
             g += "; \(Format.fixed(generatorCPUSeconds, 2)) CPU-s"
             if let m = messagesPerCPUSecond { g += ", \(Format.grouped(Int(m))) msgs per CPU-s" }

@@ -86,7 +86,10 @@ struct LoopSample: Sendable {
     var counters: TrafficCounters
     var latency: Histogram<UInt64>
     var rawLatency: Histogram<UInt64>
+    /// The hiccup timer's lateness.
     var lag: Histogram<UInt64>
+    /// Open loop: lateness of every scheduled send against its intended time.
+    var lateness: Histogram<UInt64>
     /// CPU time of the loop's thread since it started.
     var cpuNanos: UInt64
     var openConnections: Int

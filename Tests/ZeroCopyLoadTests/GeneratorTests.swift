@@ -164,6 +164,9 @@ extension LoadRuns {
                 log.intervals.filter { $0.tag == "raw" }.map(\.histogram.totalCount).reduce(0, +) == r.rawLatency?.count
             )
             #expect(log.intervals.contains { $0.tag == "lag" })
+            #expect(
+                log.intervals.filter { $0.tag == "sched" }.map(\.histogram.totalCount).reduce(0, +)
+                    == r.scheduleLateness?.count)
             let merged = try HdrMerge.merge(logs: [(path, text)])
             #expect(merged.summaries[""]?.count == r.latency?.count)
             #expect(merged.summaries[""]?.p99 == r.latency?.p99)
