@@ -37,6 +37,17 @@ public struct LoadConfiguration: Sendable {
     public var pipeline: Int?
     /// Messages per second in total, open loop (nil: closed loop at full speed).
     public var rate: Double?
+    /// Open loop whose rate ramps from stage to stage (k6 stages, from 0); the window is their total length, so
+    /// `duration` is set from them. Excludes `rate`.
+    public var rateStages: [RateStage]? {
+        didSet { if let s = rateStages { duration = s.reduce(.zero) { $0 + $1.duration } } }
+    }
+
+    /// The open-loop rate in effect: `rate`, or the stages' average; nil in closed loop.
+    public var openLoopRate: Double? {
+        if let rate { return rate }
+        return rateStages.map { RateSchedule($0).averageRate }
+    }
     /// `blast`: the bytes each connection is owed; a stream the server ends before (or runs past) fails the run.
     public var expectBytes: Int?
     /// `blast`: the server's close ends each stream, whatever its length (instead of `expectBytes`).
@@ -136,6 +147,23 @@ public struct LoadConfiguration: Sendable {
             if expectBytes != nil { throw LoadError("--expect-bytes applies to --mode blast only") }
             if untilEOF { throw LoadError("--until-eof applies to --mode blast only") }
         }
+        if let stages = rateStages {
+            guard rate == nil else { throw LoadError("--rate and --rate-stages exclude each other") }
+            guard !stages.isEmpty else { throw LoadError("--rate-stages needs at least one stage") }
+            guard mode != .blast else {
+                throw LoadError("--rate-stages does not apply to --mode blast (the server decides the pace)")
+            }
+            guard warmup == .zero else {
+                throw LoadError("--warmup does not apply with --rate-stages: make the first stage the warm-up")
+            }
+            for st in stages {
+                guard st.duration > .zero else { throw LoadError("--rate-stages: every stage needs a duration") }
+                guard st.target >= 0, st.target <= 1e9, st.target.isFinite else {
+                    throw LoadError("--rate-stages: targets must be 0...1,000,000,000 msgs/s")
+                }
+            }
+            guard RateSchedule(stages).total >= 1 else { throw LoadError("--rate-stages plans no send at all") }
+        }
         if verify && mode == .sink { throw LoadError("--verify does not apply to --mode sink (nothing comes back)") }
         if verify && mode == .request && effectiveResponseBytes != effectiveMessageBytes {
             throw LoadError(
@@ -148,7 +176,7 @@ public struct LoadConfiguration: Sendable {
             if (t.metric.isLatency || t.metric == .unanswered) && !(mode == .echo || mode == .request) {
                 throw LoadError("--fail-if '\(t.text)': \(t.metric.rawValue) is measured in --mode echo and request only")
             }
-            if t.metric == .rate && rate == nil {
+            if t.metric == .rate && openLoopRate == nil {
                 throw LoadError("--fail-if '\(t.text)': rate (achieved / asked) needs --rate")
             }
         }

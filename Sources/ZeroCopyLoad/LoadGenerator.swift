@@ -76,7 +76,8 @@ public final class LoadGenerator: Sendable {
         // Traffic, warm-up, window.
         let t0 = EventLoop.now() + 2_000_000
         for w in workers { w.loop.execute { w.start(at: t0, establishedTotal: established) } }
-        var measure = Measurement(report: report, openLoop: c.rate != nil)
+        var measure = Measurement(report: report, openLoop: c.openLoopRate != nil)
+        let schedule = c.rateStages.map(RateSchedule.init)
         warmUp(
             until: t0 + c.warmup.nanoseconds, workers: workers, shared: shared, clock: &clock,
             measure: &measure, progress: progress)
@@ -98,20 +99,21 @@ public final class LoadGenerator: Sendable {
             if let log {
                 let start = Double(measure.lastTick - measure.windowStart) / 1e9
                 try log.append(tag: nil, start: start, length: interval.seconds, histogram: interval.latency)
-                if c.rate != nil {
+                if c.openLoopRate != nil {
                     try log.append(tag: "raw", start: start, length: interval.seconds, histogram: interval.rawLatency)
                 }
                 try log.append(tag: "lag", start: start, length: interval.seconds, histogram: interval.lag)
-                if c.rate != nil {
+                if c.openLoopRate != nil {
                     try log.append(tag: "sched", start: start, length: interval.seconds, histogram: interval.lateness)
                 }
                 log.flush()
             }
             measure.lastTick = now
-            progress(
-                measure.progress(
-                    phase: .measuring, interval: interval, clock: clock, now: now,
-                    open: shared.open.load(ordering: .relaxed)))
+            var p = measure.progress(
+                phase: .measuring, interval: interval, clock: clock, now: now,
+                open: shared.open.load(ordering: .relaxed))
+            p.targetPerSecond = schedule?.rate(at: Double(now &- t0))
+            progress(p)
             if final { break }
             next += clock.interval
         }

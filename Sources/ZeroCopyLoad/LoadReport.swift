@@ -6,6 +6,8 @@ public struct LoadReport: Sendable {
     public var mode: LoadMode
     /// Total messages per second asked for (open loop), nil for closed loop.
     public var rate: Double?
+    /// --rate-stages as given (then `rate` is their average).
+    public var rateStages: [RateStage]?
     public var connectionsRequested: Int
     public var connectionsEstablished = 0
     /// Failed connection attempts by cause ("refused", "timeout", "EMFILE", ...).
@@ -68,7 +70,8 @@ public struct LoadReport: Sendable {
     init(configuration c: LoadConfiguration, descriptorLimit: Int) {
         target = c.target
         mode = c.mode
-        rate = c.rate
+        rate = c.openLoopRate
+        rateStages = c.rateStages
         connectionsRequested = c.connections
         threads = c.threads
         messageBytes = c.effectiveMessageBytes
@@ -107,6 +110,18 @@ public struct LoadReport: Sendable {
         w.value("mode", mode.rawValue)
         w.value("loop", rate == nil ? "closed" : "open")
         w.value("rate_per_s", rate)
+        if let stages = rateStages {
+            w.beginArray("rate_stages")
+            for st in stages {
+                w.beginObject(nil)
+                w.value("duration_s", st.duration.seconds)
+                w.value("target_per_s", st.target)
+                w.endObject()
+            }
+            w.endArray()
+        } else {
+            w.null("rate_stages")
+        }
         w.value("connections_requested", connectionsRequested)
         w.value("connections_established", connectionsEstablished)
         w.counts("connect_errors", connectErrors)

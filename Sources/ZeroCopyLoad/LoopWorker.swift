@@ -41,6 +41,8 @@ final class LoopWorker: @unchecked Sendable {
     private var paced: [LoadClient] = []
     private var scheduleStart: UInt64 = 0
     private var slotNanos = 0.0
+    /// This loop's fraction of the generator's sends (its share of the established connections).
+    private var share = 1.0
     private var sequence = 0
     private var paceDeadline: UInt64 = 0
     private var hiccupDeadline: UInt64 = 0
@@ -135,19 +137,15 @@ final class LoopWorker: @unchecked Sendable {
 
     /// How many of connection `position`'s messages were due by `now` on the open-loop schedule.
     func dueMessages(position p: Int, now: UInt64) -> Int {
-        guard !paced.isEmpty, now >= scheduleStart, slotNanos > 0 else { return 0 }
-        let slots = (Double(now - scheduleStart) / slotNanos).rounded(.down)
-        guard slots < 1e15 else { return 1 << 50 }
-        var due = Int(slots) + 1  // sends 0...slots are due
-        // Rounding may put the last slot a nanosecond after now: keep the schedule's own verdict.
-        if due > 0 && intendedTime(due - 1) > now { due -= 1 }
+        guard !paced.isEmpty else { return 0 }
+        let due = loopDue(now: now)
         return due <= p ? 0 : (due - p - 1) / paced.count + 1
     }
 
     /// When connection `position`'s message `k` was meant to go out (open loop).
     @inline(__always)
     func intendedTime(position: Int, message k: Int) -> UInt64 {
-        scheduleStart &+ Nanos.from(Double(k * paced.count + position) * slotNanos)
+        intendedTime(k &* paced.count &+ position)
     }
 
     // MARK: control (loop thread, through execute/submitAndWait)
@@ -163,9 +161,11 @@ final class LoopWorker: @unchecked Sendable {
             paced = clients.filter(\.isOpen)
             guard !paced.isEmpty else { return }
             for (p, c) in paced.enumerated() { c.position = p }
-            let loopRate = rate * Double(paced.count) / Double(max(1, establishedTotal))
+            share = Double(paced.count) / Double(max(1, establishedTotal))
+            let loopRate = rate * share
             slotNanos = 1e9 / loopRate
-            scheduleStart = start &+ Nanos.from(phase * slotNanos)
+            // With stages the schedule's own clock starts at `start`; a constant rate is a shifted grid.
+            scheduleStart = plan.schedule == nil ? start &+ Nanos.from(phase * slotNanos) : start
             paceDeadline = scheduleStart
             loop.scheduleTimer(at: paceDeadline) { [self] in pace() }
         } else {
@@ -190,13 +190,39 @@ final class LoopWorker: @unchecked Sendable {
             budget -= 1
             next = intendedTime(sequence)
         }
-        // Out of budget: let the loop serve its I/O, then continue at once.
+        // Out of budget: let the loop serve its I/O, then continue at once. A schedule that has ended asks nothing.
+        guard budget == 0 || next != Self.never else { return }
         paceDeadline = budget == 0 ? now : next
         loop.scheduleTimer(at: paceDeadline) { [self] in pace() }
     }
 
+    /// The intended time of a send the schedule never reaches (after the last stage).
+    static let never = UInt64.max / 2
+
+    /// When this loop's send number `s` is due.
     private func intendedTime(_ s: Int) -> UInt64 {
-        scheduleStart &+ Nanos.from(Double(s) * slotNanos)
+        guard let schedule = plan.schedule else { return scheduleStart &+ Nanos.from(Double(s) * slotNanos) }
+        guard let t = schedule.time(ofSend: (Double(s) + phase) / share) else { return Self.never }
+        return scheduleStart &+ Nanos.from(t)
+    }
+
+    /// How many of this loop's sends are due by `now`.
+    private func loopDue(now: UInt64) -> Int {
+        guard now >= scheduleStart else { return 0 }
+        let x: Double
+        if let schedule = plan.schedule {
+            x = schedule.sends(by: Double(now - scheduleStart)) * share - phase
+            guard x >= 0 else { return 0 }
+        } else {
+            guard slotNanos > 0 else { return 0 }
+            x = Double(now - scheduleStart) / slotNanos
+        }
+        guard x < 1e15 else { return 1 << 50 }
+        var due = Int(x.rounded(.down)) + 1  // sends 0...x are due
+        // Rounding may put a boundary send a nanosecond either side of now: keep the schedule's own verdict.
+        if due > 0 && intendedTime(due - 1) > now { due -= 1 }
+        if intendedTime(due) <= now { due += 1 }
+        return due
     }
 
     /// jHiccup on the loop: a 1 ms timer; how late it fires is how late anything else on this loop could run.

@@ -176,7 +176,7 @@ struct Measurement {
                 "the generator got to its scheduled sends late (p99 \(Format.grouped(Int(late.p99))) µs, max "
                     + "\(Format.grouped(Int(late.max))) µs after their intended time): it fell behind its schedule")
         }
-        if let rate = c.rate, r.durationSeconds > 0 {
+        if let rate = c.openLoopRate, r.durationSeconds > 0 {
             let achieved = Double(r.messagesSent) / r.durationSeconds
             let digits = rate < 10 ? 3 : 0
             if rate * r.durationSeconds < 10 {

@@ -5,7 +5,14 @@ extension LoadReport {
     /// The terminal summary: what ran, what was measured, what went wrong.
     public var summary: String {
         var lines: [String] = []
-        let loopText = rate.map { "open loop at \(Format.fixed($0, $0 < 10 ? 3 : 0)) msgs/s" } ?? "closed loop"
+        var loopText = rate.map { "open loop at \(Format.fixed($0, $0 < 10 ? 3 : 0)) msgs/s" } ?? "closed loop"
+        if let stages = rateStages {
+            loopText =
+                "open loop in stages "
+                + stages.map { "\(Format.fixed($0.duration.seconds, 1))s:\(Format.fixed($0.target, 0))" }
+                .joined(separator: ",")
+                + " (\(Format.fixed(rate ?? 0, 0)) msgs/s on average)"
+        }
         var shape = "\(Format.grouped(messageBytes))-byte messages"
         if let p = pipeline { shape += ", pipeline \(p)" }
         if let r = responseBytes, r != messageBytes { shape += ", \(Format.grouped(r))-byte responses" }
@@ -104,6 +111,8 @@ public struct LoadProgress: Sendable {
     public var p99Micros: UInt64?
     /// Connect failures, errors and verify errors so far.
     public var errors: Int
+    /// --rate-stages: the target rate at this moment of the schedule.
+    public var targetPerSecond: Double?
 
     /// "[  3.0s] measuring  conns 1000/1000  msgs/s 123456  MB/s 7.9  p99 245 µs  errors 0"
     public var line: String {
@@ -113,5 +122,6 @@ public struct LoadProgress: Sendable {
             + "conns \(connectionsOpen)/\(connectionsRequested)  "
             + "msgs/s \(Format.fixed(messagesPerSecond, 0))  MB/s \(Format.fixed(bytesPerSecond / 1e6, 1))  "
             + "p99 \(p99)  errors \(errors)"
+            + (targetPerSecond.map { "  target \(Format.fixed($0, 0))/s" } ?? "")
     }
 }

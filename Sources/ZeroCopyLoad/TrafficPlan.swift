@@ -16,8 +16,10 @@ struct TrafficPlan: Sendable {
     /// Everything but blast sends.
     let sends: Bool
     let verify: Bool
-    /// Total messages per second (open loop), or nil (closed loop).
+    /// Total messages per second (open loop; the average with stages), or nil (closed loop).
     let rate: Double?
+    /// Open loop with --rate-stages: the ramping schedule (nil: a constant `rate`).
+    let schedule: RateSchedule?
     /// Blast: bytes each connection is owed (nil with --until-eof).
     let expectBytes: Int?
 
@@ -32,7 +34,8 @@ struct TrafficPlan: Sendable {
         window = tracksLatency ? c.effectivePipeline : 0
         sends = c.mode != .blast
         verify = c.verifies
-        rate = c.rate
+        rate = c.openLoopRate
+        schedule = c.rateStages.map(RateSchedule.init)
         expectBytes = c.mode == .blast ? c.expectBytes : nil
     }
 }

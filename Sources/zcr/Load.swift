@@ -31,8 +31,9 @@ struct Load: ParsableCommand {
     var connectTimeout = "10s"
     @Option(parsing: .unconditional, help: ArgumentHelp("Generator loops (threads).", valueName: "n"))
     var threads = "\(LoadConfiguration.defaultThreads)"
-    @Option(parsing: .unconditional, help: ArgumentHelp("Measured window (10s, 500ms, 2m).", valueName: "duration"))
-    var duration = "10s"
+    @Option(
+        parsing: .unconditional, help: ArgumentHelp("Measured window (10s, 500ms, 2m; default 10s).", valueName: "duration"))
+    var duration: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("Unmeasured traffic first.", valueName: "duration"))
     var warmup = "0s"
     @Option(parsing: .unconditional, help: ArgumentHelp("Bytes per message (64, 4k, 1MiB).", valueName: "bytes"))
@@ -56,6 +57,12 @@ struct Load: ParsableCommand {
             "Conditions the run must meet, else exit 1 (p99<5ms,max<50ms,errors=0,rate>=0.95,connections>=10k).",
             valueName: "conditions"))
     var failIf: String?
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "Open loop in ramps, as k6 stages: DURATION:RATE,... from 0 (10s:1k,30s:50k,10s:0); the window is their sum.",
+            valueName: "stages"))
+    var rateStages: String?
     @Flag(help: "Check received bytes (blast: the i % 251 pattern; request: the echo). Always on in echo.")
     var verify = false
     @Flag(help: "Run with fewer connections than asked, and accept connections lost during the run.")
@@ -109,7 +116,7 @@ struct Load: ParsableCommand {
             try ArgumentValues.rate(t, flag: "--connect-rate")
         }
         c.connectTimeout = try ArgumentValues.duration(connectTimeout, flag: "--connect-timeout")
-        c.duration = try ArgumentValues.duration(duration, flag: "--duration")
+        c.duration = try ArgumentValues.duration(duration ?? "10s", flag: "--duration")
         c.warmup = try ArgumentValues.duration(warmup, flag: "--warmup")
         c.messageBytes = try ArgumentValues.size(messageBytes, flag: "--message-bytes")
         if let payloadFile {
@@ -126,6 +133,12 @@ struct Load: ParsableCommand {
             try ArgumentValues.size(t, flag: "--expect-bytes")
         }
         c.untilEOF = untilEof
+        if let rateStages {
+            guard duration == nil else {
+                throw LoadError("--duration and --rate-stages exclude each other: the stages' total is the window")
+            }
+            c.rateStages = try RateStage.parse(rateStages)
+        }
         c.failIf = try failIf.map { (t: String) throws(LoadError) in try Threshold.parse(t) } ?? []
         c.verify = verify
         c.allowPartial = allowPartial
