@@ -70,6 +70,7 @@ enum HdrLogFormat {
         let date = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return "#[Histogram log format version 1.3]\n"
             + "#[StartTime: \(Format.fixed(startTime, 3)) (seconds since epoch), \(date)]\n"
+            + "#[BaseTime: \(Format.fixed(startTime, 3)) (seconds since epoch)]\n"
             + "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n"
     }
 

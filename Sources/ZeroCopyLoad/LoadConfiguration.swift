@@ -52,6 +52,9 @@ public struct LoadConfiguration: Sendable {
     public var expectBytes: Int?
     /// `blast`: the server's close ends each stream, whatever its length (instead of `expectBytes`).
     public var untilEOF = false
+    /// Wall-clock seconds since the epoch at which traffic starts (after the connect phase), so that generators
+    /// on many machines start together; nil: as soon as connected.
+    public var startAt: Double?
     /// `--fail-if`: conditions the run must meet (the run fails, naming each one not met).
     public var failIf: [Threshold] = []
     /// Checks received bytes (always on in `echo`).

@@ -99,7 +99,7 @@ extension LoadReport {
 
 /// One progress report, once per interval.
 public struct LoadProgress: Sendable {
-    public enum Phase: String, Sendable { case connecting, warmup, measuring }
+    public enum Phase: String, Sendable { case connecting, waiting, warmup, measuring }
     public var phase: Phase
     /// Seconds since the run started.
     public var elapsedSeconds: Double

@@ -63,6 +63,11 @@ struct Load: ParsableCommand {
             "Open loop in ramps, as k6 stages: DURATION:RATE,... from 0 (10s:1k,30s:50k,10s:0); the window is their sum.",
             valueName: "stages"))
     var rateStages: String?
+    @Option(
+        help: ArgumentHelp(
+            "Start traffic at this wall-clock time, after connecting (RFC 3339 or Unix seconds): many generators as one.",
+            valueName: "time"))
+    var startAt: String?
     @Flag(help: "Check received bytes (blast: the i % 251 pattern; request: the echo). Always on in echo.")
     var verify = false
     @Flag(help: "Run with fewer connections than asked, and accept connections lost during the run.")
@@ -133,6 +138,7 @@ struct Load: ParsableCommand {
             try ArgumentValues.size(t, flag: "--expect-bytes")
         }
         c.untilEOF = untilEof
+        c.startAt = try startAt.map { (t: String) throws(LoadError) in try ArgumentValues.wallClock(t, flag: "--start-at") }
         if let rateStages {
             guard duration == nil else {
                 throw LoadError("--duration and --rate-stages exclude each other: the stages' total is the window")
