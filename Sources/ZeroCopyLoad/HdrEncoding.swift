@@ -1,6 +1,7 @@
 // HdrHistogram's V2 binary form, compressed and base64-encoded as in every .hlog file: big-endian header, counts
 // as ZigZag LEB128 with runs of zeros, deflated. hdrhistogram-swift 0.2 has no encoder, so this is written from
 // the format; it never changes a histogram it encodes and rejects (never guesses at) forms it does not know.
+import FoundationEssentials
 import Histogram
 
 enum HdrEncoding {
@@ -61,13 +62,14 @@ enum HdrEncoding {
         var out: [UInt8] = []
         put32(v2CompressedCookie, &out)
         put32(UInt32(deflated.count), &out)
-        return Base64.encode(out + deflated)
+        return Data(out + deflated).base64EncodedString()
     }
 
     static func decode(base64 text: Substring) throws(LoadError) -> Decoded {
-        guard let bytes = Base64.decode(text), bytes.count >= 8 else {
+        guard let data = Data(base64Encoded: String(text)), data.count >= 8 else {
             throw LoadError("histogram is not valid base64")
         }
+        let bytes = [UInt8](data)
         let cookie = get32(bytes, 0)
         guard cookie & ~0xf0 == 0x1c84_9304 else {
             throw LoadError(
