@@ -50,6 +50,8 @@ public struct LoadReport: Sendable {
     public var shortStreams = 0
     public var longStreams = 0
     public var firstStreamError: String?
+    /// Blast with --expect-bytes: streams still open and short of B when the window closed (not a failure).
+    public var unfinishedStreams = 0
     /// Connections open at the end of the window that neither sent nor received a byte during it.
     public var stalledConnections = 0
     /// Echo and request: requests sent and not answered when the window closed (their waits so far are in
@@ -105,7 +107,7 @@ public struct LoadReport: Sendable {
     public var json: String {
         var w = JSONWriter()
         w.beginObject()
-        w.value("schema", "zcr-load/1")
+        w.value("schema", "zcr-load/2")
         w.value("target", target)
         w.value("mode", mode.rawValue)
         w.value("loop", rate == nil ? "closed" : "open")
@@ -160,6 +162,7 @@ public struct LoadReport: Sendable {
         w.value("short_streams", shortStreams)
         w.value("long_streams", longStreams)
         w.value("first_stream_error", firstStreamError)
+        w.value("unfinished_streams", unfinishedStreams)
         w.value("stalled_connections", stalledConnections)
         w.value("unanswered_at_window_end", unansweredAtEnd)
         w.value("unsent_at_window_end", unsentAtEnd)

@@ -267,10 +267,15 @@ final class LoopWorker: @unchecked Sendable {
             let now = EventLoop.now()
             for c in clients where c.isOpen { tail = tail + c.recordTail(now: now) }
         }
-        let s = LoopSample(
+        var unfinished = 0
+        if stop, let owed = plan.expectBytes {
+            unfinished = clients.reduce(0) { $0 + ($1.isOpen && $1.bytesReceived < owed ? 1 : 0) }
+        }
+        var s = LoopSample(
             counters: counters, latency: latency, rawLatency: rawLatency, lag: lag, lateness: lateness,
             cpuNanos: Self.threadCPUNanos(), openConnections: openCount, stalledConnections: stalled,
             firstVerifyError: firstVerifyError, firstStreamError: firstStreamError, answeredMaxMicros: answeredMax, tail: tail)
+        s.unfinishedStreams = unfinished
         latency = Histograms.make()
         rawLatency = Histograms.make()
         lag = Histograms.make()

@@ -105,6 +105,7 @@ struct Measurement {
         r.longStreams = counters.longStreams
         r.firstStreamError = previous.lazy.compactMap(\.firstStreamError).first
         runBytesReceived = Self.total(previous).bytesReceived
+        r.unfinishedStreams = previous.reduce(0) { $0 + $1.unfinishedStreams }
         r.errors = counters.errors
         r.stalledConnections = previous.reduce(0) { $0 + $1.stalledConnections }
         let tail = previous.reduce(TailCounts()) { $0 + $1.tail }
@@ -149,6 +150,12 @@ struct Measurement {
                 previous.allSatisfy { $0.openConnections == 0 }
                     ? "every connection had ended: the window closed after \(Format.fixed(r.durationSeconds, 2)) s"
                     : "stopped after \(Format.fixed(r.durationSeconds, 2)) s")
+        }
+        if r.unfinishedStreams > 0, let owed = c.expectBytes {
+            r.notes.append(
+                "\(Format.grouped(r.unfinishedStreams)) stream\(r.unfinishedStreams == 1 ? "" : "s") had not received "
+                    + "all \(Format.grouped(owed)) bytes when the window closed (the window, not the server, ended "
+                    + "\(r.unfinishedStreams == 1 ? "it" : "them"))")
         }
         if r.stalledConnections > 0 {
             r.warnings.append(

@@ -103,6 +103,8 @@ struct LoopSample: Sendable {
     var firstStreamError: String?
     /// The window's tail (stopping sample only): requests sent and not answered, sends due and not made, and the
     /// longest of their waits in microseconds. Their waits are in `latency` (and the sent ones in `rawLatency`).
+    /// Blast with --expect-bytes: open connections short of their bytes (stopping sample only).
+    var unfinishedStreams = 0
     /// The longest latency of a response answered in this sample (before the tail was recorded).
     var answeredMaxMicros: UInt64 = 0
     var tail = TailCounts()

@@ -54,6 +54,21 @@ extension LoadRuns {
             }
         }
 
+        @Test func aStreamStillArrivingWhenTheWindowClosesIsNotAFailure() async throws {
+            let server = try PlainServer(.blast(bytes: 2_000_000_000, corruptAt: nil))
+            defer { server.stop() }
+            let r = try await runLoad(
+                { c in
+                    c.mode = .blast
+                    c.expectBytes = 2_000_000_000
+                    c.connections = 2
+                    c.duration = .milliseconds(200)
+                }, target: server.target)
+            #expect(r.failure == nil, "\(r.failure ?? "")")
+            #expect(r.unfinishedStreams == 2 && r.shortStreams == 0)
+            #expect(r.notes.contains("2 streams had not received all 2,000,000,000 bytes when the window closed (the window, not the server, ended them)"))
+        }
+
         @Test func aStreamThatRunsLongFails() async throws {
             let server = try PlainServer(.blast(bytes: 5000, corruptAt: nil))
             defer { server.stop() }
