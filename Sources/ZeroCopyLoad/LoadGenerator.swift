@@ -77,6 +77,7 @@ public final class LoadGenerator: Sendable {
         if attempted < c.connections { report.connectErrors["not_attempted", default: 0] += c.connections - attempted }
         if let failure = connectFailure(report) {
             report.failure = failure
+            report.evaluate(c.failIf)
             return report
         }
 

@@ -129,14 +129,7 @@ struct Measurement {
         addWarnings(&r, c)
         addTailWarning(&r)
         r.failure = verdict(r, c, runBytesReceived: runBytesReceived)
-        r.thresholds = c.failIf.map { Threshold.Outcome(threshold: $0, value: $0.value(in: r)) }
-        let missed = r.thresholds.filter { !$0.passed }
-        if !missed.isEmpty {
-            let line =
-                "--fail-if not met: "
-                + missed.map { "\($0.threshold.text) (\($0.threshold.describe($0.value)))" }.joined(separator: ", ")
-            r.failure = r.failure.map { "\($0); \(line)" } ?? line
-        }
+        r.evaluate(c.failIf)
         return r
     }
 

@@ -153,6 +153,20 @@ public struct Threshold: Sendable, Equatable {
     }
 }
 
+extension LoadReport {
+    /// Checks `--fail-if` against the finished report: records every outcome, and adds the conditions not met to
+    /// `failure` (after the run's own reason, if any).
+    mutating func evaluate(_ conditions: [Threshold]) {
+        thresholds = conditions.map { Threshold.Outcome(threshold: $0, value: $0.value(in: self)) }
+        let missed = thresholds.filter { !$0.passed }
+        guard !missed.isEmpty else { return }
+        let line =
+            "--fail-if not met: "
+            + missed.map { "\($0.threshold.text) (\($0.threshold.describe($0.value)))" }.joined(separator: ", ")
+        failure = failure.map { "\($0); \(line)" } ?? line
+    }
+}
+
 extension String {
     /// `p99<=5ms` splits as `<=` + `5ms`; a stray `=` after `=` (`errors==0`) is the same as one.
     fileprivate func replacingEqualsPrefix() -> String { hasPrefix("=") ? String(dropFirst()) : self }

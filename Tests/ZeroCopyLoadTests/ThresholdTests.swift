@@ -74,6 +74,19 @@ extension LoadRuns {
             #expect(met.stdout.contains("fail-if: errors=0 met (0), connections>=2 met (2), max<60s met ("))
         }
 
+        @Test func conditionsAreCheckedWhenTheConnectPhaseFails() async throws {
+            let port = unusedPort()
+            let r = try await runLoad(
+                { c in
+                    c.connections = 2
+                    c.failIf = try! Threshold.parse("connections>=2,p99<1s")
+                }, target: "127.0.0.1:\(port)")
+            #expect(r.thresholds.map(\.passed) == [false, false])
+            #expect(
+                r.failure == "no connection to 127.0.0.1:\(port) was established: 2 refused (nothing listens there, or "
+                    + "its backlog overflowed); --fail-if not met: connections>=2 (0), p99<1s (not measured)")
+        }
+
         @Test func rateAndUnansweredAgainstAServerThatNeverAnswers() async throws {
             let server = try PlainServer(.sink)
             defer { server.stop() }
