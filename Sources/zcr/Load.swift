@@ -179,6 +179,8 @@ extension Load {
         func run() throws {
             guard !logs.isEmpty else { throw Load.fail("merge: give at least one interval log", status: 2) }
             do {
+                // Outputs first: a bad path fails before the logs are read.
+                for path in [output, load.json].compactMap({ $0 }) { try FileIO.checkWritable(path) }
                 let result = try HdrMerge.merge(paths: logs)
                 Output.line(result.summary)
                 if let output { try FileIO.write(result.log, to: output) }

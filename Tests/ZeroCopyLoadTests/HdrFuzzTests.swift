@@ -159,6 +159,20 @@ import Testing
         #expect(failures > 50 && successes > 50, "\(failures) rejected, \(successes) merged")
     }
 
+    @Test func mergeOutputsAreCheckedBeforeAndAfter() async throws {
+        let dir = temporaryDirectory()
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        try FileIO.write(try Self.log([("0.000", Self.valid)]), to: dir + "/a.hlog")
+        let missing = try await runZcr(["load", "merge", dir + "/a.hlog", "-o", "/nonexistent-dir/m.hlog"])
+        #expect(missing.status == 1)
+        #expect(missing.stderrLines == ["zcr load: merge: /nonexistent-dir/m.hlog: No such file or directory"])
+        for flag in ["-o", "--json"] {
+            let full = try await runZcr(["load", "merge", dir + "/a.hlog", flag, "/dev/full"])
+            #expect(full.status == 1)
+            #expect(full.stderrLines == ["zcr load: merge: /dev/full: write failed: No space left on device"])
+        }
+    }
+
     @Test func corruptedLogThroughTheBinaryIsOneLineAndExitOne() async throws {
         let dir = temporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: dir) }
