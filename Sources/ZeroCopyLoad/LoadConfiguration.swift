@@ -106,7 +106,8 @@ public struct LoadConfiguration: Sendable {
         guard (1...256).contains(threads) else { throw LoadError("--threads must be 1...256, not \(threads)") }
         guard duration > .zero else { throw LoadError("--duration must be greater than 0") }
         guard duration >= .milliseconds(10) else {
-            throw LoadError("--duration must be at least 10ms (a shorter window measures nothing), not \(duration.nanoseconds) ns")
+            throw LoadError(
+                "--duration must be at least 10ms (a shorter window measures nothing), not \(duration.nanoseconds) ns")
         }
         guard warmup >= .zero else { throw LoadError("--warmup must not be negative") }
         guard interval >= .milliseconds(10) else { throw LoadError("the progress interval must be at least 10ms") }
@@ -177,7 +178,8 @@ public struct LoadConfiguration: Sendable {
         }
         for t in failIf {
             if (t.metric.isLatency || t.metric == .unanswered) && !(mode == .echo || mode == .request) {
-                throw LoadError("--fail-if '\(t.text)': \(t.metric.rawValue) is measured in --mode echo and request only")
+                throw LoadError(
+                    "--fail-if '\(t.text)': \(t.metric.rawValue) is measured in --mode echo and request only")
             }
             if t.metric == .rate && openLoopRate == nil {
                 throw LoadError("--fail-if '\(t.text)': rate (achieved / asked) needs --rate")

@@ -113,7 +113,8 @@ public final class LoadGenerator: Sendable {
         log?.begin(
             startTime: logStart,
             comment: "zcr load \(c.mode.rawValue) \(c.target), "
-                + "\(c.connections) connections; values in microseconds; untagged = latency, Tag=raw, Tag=lag (hiccups), Tag=sched (send lateness)")
+                + "\(c.connections) connections; values in microseconds; untagged = latency, Tag=raw, "
+                + "Tag=lag (hiccups), Tag=sched (send lateness)")
         let windowEnd = measure.windowStart + c.duration.nanoseconds
         var next = measure.windowStart + clock.interval
         while true {

@@ -274,7 +274,8 @@ final class LoopWorker: @unchecked Sendable {
         var s = LoopSample(
             counters: counters, latency: latency, rawLatency: rawLatency, lag: lag, lateness: lateness,
             cpuNanos: Self.threadCPUNanos(), openConnections: openCount, stalledConnections: stalled,
-            firstVerifyError: firstVerifyError, firstStreamError: firstStreamError, answeredMaxMicros: answeredMax, tail: tail)
+            firstVerifyError: firstVerifyError, firstStreamError: firstStreamError, answeredMaxMicros: answeredMax,
+            tail: tail)
         s.unfinishedStreams = unfinished
         latency = Histograms.make()
         rawLatency = Histograms.make()

@@ -204,7 +204,9 @@ struct Measurement {
         let unsent = r.unsentAtEnd ?? 0
         var what = "\(Format.grouped(unanswered)) request\(unanswered == 1 ? "" : "s") unanswered"
         if unsent > 0 { what += " and \(Format.grouped(unsent)) due and not sent" }
-        let answered = answeredMax > 0 ? "longer than any answered (max \(Format.grouped(Int(answeredMax))) µs)" : "none was answered"
+        let answered =
+            answeredMax > 0
+            ? "longer than any answered (max \(Format.grouped(Int(answeredMax))) µs)" : "none was answered"
         r.warnings.append(
             "\(what) at window end, the oldest waiting \(Format.grouped(Int(oldest))) µs, \(answered): "
                 + "the server stopped answering; these waits are in the latency figures")

@@ -25,7 +25,12 @@ public struct Threshold: Sendable, Equatable {
     }
 
     public enum Comparison: String, Sendable, CaseIterable {
-        case lessOrEqual = "<=", greaterOrEqual = ">=", notEqual = "!=", equal = "=", less = "<", greater = ">"
+        case lessOrEqual = "<="
+        case greaterOrEqual = ">="
+        case notEqual = "!="
+        case equal = "="
+        case less = "<"
+        case greater = ">"
 
         func holds(_ a: Double, _ b: Double) -> Bool {
             switch self {

@@ -32,7 +32,8 @@ struct Load: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Generator loops (threads).", valueName: "n"))
     var threads = "\(LoadConfiguration.defaultThreads)"
     @Option(
-        parsing: .unconditional, help: ArgumentHelp("Measured window (10s, 500ms, 2m; default 10s).", valueName: "duration"))
+        parsing: .unconditional,
+        help: ArgumentHelp("Measured window (10s, 500ms, 2m; default 10s).", valueName: "duration"))
     var duration: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("Unmeasured traffic first.", valueName: "duration"))
     var warmup = "0s"
@@ -138,7 +139,9 @@ struct Load: ParsableCommand {
             try ArgumentValues.size(t, flag: "--expect-bytes")
         }
         c.untilEOF = untilEof
-        c.startAt = try startAt.map { (t: String) throws(LoadError) in try ArgumentValues.wallClock(t, flag: "--start-at") }
+        c.startAt = try startAt.map { (t: String) throws(LoadError) in
+            try ArgumentValues.wallClock(t, flag: "--start-at")
+        }
         if let rateStages {
             guard duration == nil else {
                 throw LoadError("--duration and --rate-stages exclude each other: the stages' total is the window")

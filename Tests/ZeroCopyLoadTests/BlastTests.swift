@@ -66,7 +66,10 @@ extension LoadRuns {
                 }, target: server.target)
             #expect(r.failure == nil, "\(r.failure ?? "")")
             #expect(r.unfinishedStreams == 2 && r.shortStreams == 0)
-            #expect(r.notes.contains("2 streams had not received all 2,000,000,000 bytes when the window closed (the window, not the server, ended them)"))
+            #expect(
+                r.notes.contains(
+                    "2 streams had not received all 2,000,000,000 bytes when the window closed (the window, not the server, ended them)"
+                ))
         }
 
         @Test func aStreamThatRunsLongFails() async throws {
@@ -74,11 +77,16 @@ extension LoadRuns {
             defer { server.stop() }
             let r = try await Self.blast(server.target, ["--expect-bytes", "4000"])
             #expect(r.status == 1)
-            #expect(r.stderrLines.first?.hasPrefix("zcr load: blast streams owed --expect-bytes 4,000: 2 ran long") == true, "\(r.stderr)")
+            #expect(
+                r.stderrLines.first?.hasPrefix("zcr load: blast streams owed --expect-bytes 4,000: 2 ran long") == true,
+                "\(r.stderr)")
         }
 
         @Test(arguments: [
-            ([] as [String], "zcr load: --mode blast needs --expect-bytes B (the bytes each connection is owed) or --until-eof (the server's close ends each stream)"),
+            (
+                [] as [String],
+                "zcr load: --mode blast needs --expect-bytes B (the bytes each connection is owed) or --until-eof (the server's close ends each stream)"
+            ),
             (["--expect-bytes", "10", "--until-eof"], "zcr load: --expect-bytes and --until-eof exclude each other"),
             (["--expect-bytes", "0"], "zcr load: --expect-bytes must be at least 1, not 0"),
         ])

@@ -88,15 +88,19 @@ import Testing
             (5, UInt64(1) << 62, UInt64.max), (3, UInt64(1) << 60, UInt64.max), (2, UInt64.max / 2 + 1, UInt64.max),
             (6, 1, 1000), (3, 0, 1000), (3, 600, 1000),
         ] as [(UInt32, UInt64, UInt64)] {
-            let text = try Self.log([("0.000", Self.plain(digits: digits, lowest: lowest, highest: highest, counts: [1]))])
+            let text = try Self.log([
+                ("0.000", Self.plain(digits: digits, lowest: lowest, highest: highest, counts: [1]))
+            ])
             #expect(
                 Self.mergeError([text])
-                    == "f0.hlog:3: histogram header out of range (digits \(digits), lowest \(lowest), highest \(highest))")
+                    == "f0.hlog:3: histogram header out of range (digits \(digits), lowest \(lowest), highest \(highest))"
+            )
         }
         // A count past the bucket of the highest trackable value.
         let past = try Self.log([("0.000", Self.plain(digits: 1, lowest: 1, highest: 100, counts: [-1000, 1]))])
         #expect(
-            Self.mergeError([past]) == "f0.hlog:3: corrupt histogram counts (a count beyond the highest trackable value)")
+            Self.mergeError([past])
+                == "f0.hlog:3: corrupt histogram counts (a count beyond the highest trackable value)")
     }
 
     @Test func fuzzedLogsNeverTrap() throws {

@@ -13,9 +13,10 @@ import Testing
         #expect(try ArgumentValues.wallClock("2025-12-01T12:30:00.5Z", flag: "--start-at") == 1_764_592_200.5)
         #expect(try ArgumentValues.wallClock("2025-12-01T13:30:00+01:00", flag: "--start-at") == 1_764_592_200)
         #expect(try ArgumentValues.wallClock("2025-12-01 07:00:00-05:30", flag: "--start-at") == 1_764_592_200)
-        for bad in ["soon", "2025-12-01", "2025-13-01T00:00:00Z", "2025-12-01T12:30:00", "2025-12-01T12:30:00.Z",
-            "2025-12-01T12:30:00+0100", "1e300", "-5", "inf"]
-        {
+        for bad in [
+            "soon", "2025-12-01", "2025-13-01T00:00:00Z", "2025-12-01T12:30:00", "2025-12-01T12:30:00.Z",
+            "2025-12-01T12:30:00+0100", "1e300", "-5", "inf",
+        ] {
             #expect(
                 throws: LoadError(
                     "--start-at: '\(bad)' is not a time (RFC 3339 such as 2026-12-01T12:30:00Z, or Unix seconds)")
@@ -69,7 +70,8 @@ extension LoadRuns {
             #expect(json["start_time"] as? Double == at)
             let latency = try #require((json["tags"] as? [String: Any])?[""] as? [String: Any])
             #expect(latency["count"] as? Int == total)
-            let all = try HdrLogFile(text: String(decoding: try FileIO.read("\(dir)/all.hlog"), as: UTF8.self), name: "all")
+            let all = try HdrLogFile(
+                text: String(decoding: try FileIO.read("\(dir)/all.hlog"), as: UTF8.self), name: "all")
             #expect(all.intervals.filter { $0.tag == nil }.map(\.histogram.totalCount).reduce(0, +) == UInt64(total))
             #expect(all.startTime == at)
         }

@@ -45,7 +45,9 @@ extension LoadRuns {
             #expect(!r.warnings.contains { $0.contains("stalled") }, "\(r.warnings)")
             #expect(!r.warnings.contains { $0.hasPrefix("sent ") }, "\(r.warnings)")
             #expect(
-                r.notes.contains { $0.hasPrefix("--rate 1.000 over 0.5") && $0.contains("sends due in the window, too few to judge") },
+                r.notes.contains {
+                    $0.hasPrefix("--rate 1.000 over 0.5") && $0.contains("sends due in the window, too few to judge")
+                },
                 "\(r.notes)")
 
             let tenth = try await runLoad(
@@ -54,7 +56,10 @@ extension LoadRuns {
                     c.rate = 0.1
                     c.duration = .milliseconds(300)
                 }, target: server.target)
-            #expect(tenth.notes.contains { $0.hasPrefix("--rate 0.100 over 0.3") && $0.contains(" s: 0.0 sends due in the window") }, "\(tenth.notes)")
+            #expect(
+                tenth.notes.contains {
+                    $0.hasPrefix("--rate 0.100 over 0.3") && $0.contains(" s: 0.0 sends due in the window")
+                }, "\(tenth.notes)")
             #expect(!tenth.summary.contains("of the 0 asked"))
         }
 

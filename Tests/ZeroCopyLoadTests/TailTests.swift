@@ -33,7 +33,9 @@ extension LoadRuns {
             #expect(oldest >= leastWait)
             #expect(
                 r.warnings.contains {
-                    $0.hasPrefix("2 requests unanswered at window end, the oldest waiting \(Format.grouped(Int(oldest))) µs, longer than any answered")
+                    $0.hasPrefix(
+                        "2 requests unanswered at window end, the oldest waiting \(Format.grouped(Int(oldest))) µs, longer than any answered"
+                    )
                 }, "\(r.warnings)")
             #expect(r.summary.contains("unanswered at window end: 2 (oldest waiting"))
             let json = try jsonObject(r.json)
@@ -63,7 +65,10 @@ extension LoadRuns {
             #expect(l.count == UInt64(r.messagesReceived + 2 + unsent))
             #expect(r.rawLatency?.count == UInt64(r.messagesReceived + 2))
             #expect(l.max >= UInt64(stalledFor * 1e6))
-            #expect(r.warnings.contains { $0.hasPrefix("2 requests unanswered and \(Format.grouped(unsent)) due and not sent at window end") })
+            #expect(
+                r.warnings.contains {
+                    $0.hasPrefix("2 requests unanswered and \(Format.grouped(unsent)) due and not sent at window end")
+                })
             #expect((try jsonObject(r.json))["unsent_at_window_end"] as? Int == unsent)
         }
     }

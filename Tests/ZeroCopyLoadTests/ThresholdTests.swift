@@ -7,16 +7,28 @@ import Testing
 
 @Suite struct ThresholdParseTests {
     @Test func parsesEveryMetricWithItsUnits() throws {
-        let t = try Threshold.parse("p99<5ms, max<=50ms,errors=0,rate>=95%,p(90)<250us,p99.9<1s,connections>=10k,msgs_per_s>2.5k,unanswered==0,mean!=0ns")
-        #expect(t.map(\.metric) == [.p99, .max, .errors, .rate, .p90, .p999, .connections, .msgsPerSecond, .unanswered, .mean])
-        #expect(t.map(\.comparison) == [.less, .lessOrEqual, .equal, .greaterOrEqual, .less, .less, .greaterOrEqual, .greater, .equal, .notEqual])
+        let t = try Threshold.parse(
+            "p99<5ms, max<=50ms,errors=0,rate>=95%,p(90)<250us,p99.9<1s,connections>=10k,msgs_per_s>2.5k,unanswered==0,mean!=0ns"
+        )
+        #expect(
+            t.map(\.metric) == [
+                .p99, .max, .errors, .rate, .p90, .p999, .connections, .msgsPerSecond, .unanswered, .mean,
+            ])
+        #expect(
+            t.map(\.comparison) == [
+                .less, .lessOrEqual, .equal, .greaterOrEqual, .less, .less, .greaterOrEqual, .greater, .equal,
+                .notEqual,
+            ])
         #expect(t.map(\.limit) == [5000, 50000, 0, 0.95, 250, 1_000_000, 10000, 2500, 0, 0])
         #expect(t[0].text == "p99<5ms" && t[1].text == "max<=50ms")
     }
 
     @Test(arguments: [
         ("p99<5", "--fail-if 'p99<5': give the latency a unit (5ms, 500us, 1s)"),
-        ("p98<5ms", "--fail-if 'p98<5ms': unknown metric 'p98' (one of p50, p90, p99, p999, p9999, max, mean, errors, unanswered, rate, connections, msgs_per_s)"),
+        (
+            "p98<5ms",
+            "--fail-if 'p98<5ms': unknown metric 'p98' (one of p50, p90, p99, p999, p9999, max, mean, errors, unanswered, rate, connections, msgs_per_s)"
+        ),
         ("p99", "--fail-if 'p99': no comparison (use <, <=, >, >=, = or !=)"),
         ("p99<", "--fail-if 'p99<': no value after <"),
         ("p99<fast", "--fail-if 'p99<fast': 'fast' is not a duration (examples: 5ms, 500us, 1s)"),
@@ -62,7 +74,8 @@ extension LoadRuns {
             #expect(line.hasSuffix(" µs), connections>=3 (2)"), "\(line)")
             let json = try jsonObject(String(decoding: try FileIO.read(dir + "/r.json"), as: UTF8.self))
             let conditions = try #require(json["fail_if"] as? [[String: Any]])
-            #expect(conditions.map { $0["condition"] as? String } == ["p99<1ns", "errors=0", "connections>=3", "max<60s"])
+            #expect(
+                conditions.map { $0["condition"] as? String } == ["p99<1ns", "errors=0", "connections>=3", "max<60s"])
             #expect(conditions.map { $0["passed"] as? Bool } == [false, true, false, true])
             #expect(conditions[2]["value"] as? Double == 2 && conditions[2]["limit"] as? Double == 3)
 
