@@ -13,6 +13,8 @@ final class LoadClient: ConnectionHandler {
     // Loop only.
     /// Slot in the loop's open-loop schedule.
     var position = 0
+    /// On the open-loop schedule (a connection established after traffic started is not, and is sent nothing).
+    var isPaced = false
     /// Messages whose intended send time has passed (open loop).
     var due = 0
     private(set) var sent = 0
@@ -37,6 +39,7 @@ final class LoadClient: ConnectionHandler {
         case .echo, .request, .sink:
             guard plan.rate != nil else { return true }
             if plan.tracksLatency && sent > received { return true }
+            guard isPaced else { return false }
             return max(due, worker.dueMessages(position: position, now: now)) > sent
         }
     }
@@ -97,7 +100,7 @@ final class LoadClient: ConnectionHandler {
             tail.oldestMicros = max(tail.oldestMicros, (now &- min(intended, now)) / 1000)
         }
         tail.unanswered = sent - received
-        if open {
+        if open && isPaced {
             let due = max(self.due, worker.dueMessages(position: position, now: now))
             if due > sent {
                 tail.unsent = due - sent

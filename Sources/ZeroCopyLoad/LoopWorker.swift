@@ -160,7 +160,10 @@ final class LoopWorker: @unchecked Sendable {
         if let rate = plan.rate {
             paced = clients.filter(\.isOpen)
             guard !paced.isEmpty else { return }
-            for (p, c) in paced.enumerated() { c.position = p }
+            for (p, c) in paced.enumerated() {
+                c.position = p
+                c.isPaced = true
+            }
             share = Double(paced.count) / Double(max(1, establishedTotal))
             let loopRate = rate * share
             slotNanos = 1e9 / loopRate
