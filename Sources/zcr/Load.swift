@@ -12,7 +12,8 @@ struct Load: ParsableCommand {
         discussion: """
             Connects, warms up, then measures for --duration. Latency is in microseconds (HdrHistogram); with --rate \
             it is measured from each message's intended send time (coordinated omission corrected) and also raw. \
-            --pipeline defaults to 16 in echo and 1 in request; --response-bytes to the message size. \
+            --pipeline defaults to 16 in echo and 1 in request; --response-bytes to the message size. Requests still \
+            unanswered when the window closes are recorded with their wait. Blast needs --expect-bytes or --until-eof. \
             Exit status: 0 success, 1 failed run, 2 bad input. JSON fields: docs/load.md.
             """,
         subcommands: [Merge.self]
@@ -39,7 +40,8 @@ struct Load: ParsableCommand {
     var warmup = "0s"
     @Option(parsing: .unconditional, help: ArgumentHelp("Bytes per message (64, 4k, 1MiB).", valueName: "bytes"))
     var messageBytes = "64"
-    @Option(help: ArgumentHelp("Send this file as every message (not the i % 251 pattern).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp("Send this file as every message (not the built-in per-connection pattern).", valueName: "file"))
     var payloadFile: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("request: bytes per response.", valueName: "bytes"))
     var responseBytes: String?
