@@ -8,7 +8,7 @@ import Testing
 extension LoadRuns {
     @Suite struct TailTests {
         @Test func aServerThatStopsAnsweringShowsInMaxAndWarning() async throws {
-            let server = try PlainServer(.echoThenStall(seconds: 0.15))
+            let server = try PlainServer(.echoThenStall(seconds: 0.05))
             defer { server.stop() }
             let start = monotonicNanos()
             let r = try await runLoad(
@@ -22,10 +22,12 @@ extension LoadRuns {
             let stalls = server.stallStarts
             #expect(stalls.count == 2)
             let leastWait = (start + 500_000_000 - (stalls.max() ?? 0)) / 1000
-            #expect(leastWait > 250_000)  // the stall is most of the window
+            #expect(leastWait > 300_000)  // the stall is most of the window
             let l = try #require(r.latency)
             #expect(l.max >= leastWait, "max \(l.max) µs, stall \(leastWait) µs")
-            #expect(l.p9999 >= leastWait * 99 / 100)  // within the histogram's precision
+            // The two waits are the top of the distribution: p99.99 is one of them whenever they are at least 0.01%
+            // of the samples (about 10,000 round trips before the stall: on any machine, more than 5 µs each).
+            if l.count <= 20_000 { #expect(l.p9999 >= leastWait * 99 / 100) }  // within the histogram's precision
             #expect(r.unansweredAtEnd == 2)
             #expect(r.unsentAtEnd == nil)
             #expect(l.count == UInt64(r.messagesReceived + 2))
