@@ -85,3 +85,46 @@ extension LoadRuns {
         }
     }
 }
+
+extension LoadRuns {
+    /// deploy/kubernetes/load-job.yaml's command, run as its pods would (with /bin/sh and the Job's variables):
+    /// every option it documents must be accepted. Nothing listens on the target, so the run ends at once.
+    @Suite struct DeployManifestTests {
+        @Test func theIndexedJobsCommandIsAcceptedByZcrLoad() async throws {
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            let yaml = try String(
+                contentsOf: root.appendingPathComponent("deploy/kubernetes/load-job.yaml"), encoding: .utf8)
+            // The folded (`>-`) block after `args:`: its lines joined by spaces.
+            let lines = yaml.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+            let start = try #require(lines.firstIndex { $0.trimmingCharacters(in: .whitespaces) == "- >-" })
+            var command: [String] = []
+            for line in lines[(start + 1)...] {
+                let text = line.trimmingCharacters(in: .whitespaces)
+                guard line.hasPrefix("              "), !text.isEmpty else { break }
+                command.append(text)
+            }
+            let script = command.joined(separator: " ")
+            #expect(script.hasPrefix("exec /usr/local/bin/zcr load "))
+            let dir = temporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: dir) }
+            let local = script.replacingOccurrences(of: "/usr/local/bin/zcr", with: try Zcr.path())
+                .replacingOccurrences(of: "/results/", with: dir + "/")
+            let target = "127.0.0.1:\(unusedPort())"
+            let startAt = ISO8601DateFormatter().string(from: Date().addingTimeInterval(600))
+            let out = try await offThread {
+                Result {
+                    try ChildProcess.run(
+                        ["/bin/sh", "-c", local],
+                        environment: ["TARGET": target, "START_AT": startAt, "JOB_COMPLETION_INDEX": "0"], timeout: 60)
+                }
+            }.get()
+            // Exit 1 (the run failed: nothing listens), not 2 (an option it did not accept).
+            #expect(out.status == 1, "\(out.stderrText)")
+            let line = try #require(out.stderrText.split(separator: "\n").last)
+            #expect(line.hasPrefix("zcr load: no connection to \(target) was established"), "\(line)")
+            #expect(line.contains("; --fail-if not met: "))
+            #expect(FileManager.default.fileExists(atPath: dir + "/gen-0.json"))
+        }
+    }
+}
