@@ -41,7 +41,8 @@ struct Load: ParsableCommand {
     @Option(parsing: .unconditional, help: ArgumentHelp("Bytes per message (64, 4k, 1MiB).", valueName: "bytes"))
     var messageBytes = "64"
     @Option(
-        help: ArgumentHelp("Send this file as every message (not the built-in per-connection pattern).", valueName: "file"))
+        help: ArgumentHelp(
+            "Send this file as every message (not the built-in per-connection pattern).", valueName: "file"))
     var payloadFile: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("request: bytes per response.", valueName: "bytes"))
     var responseBytes: String?
