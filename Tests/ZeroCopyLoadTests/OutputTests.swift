@@ -31,7 +31,7 @@ extension LoadRuns {
             #expect(r.stdout.contains("connections: 2 of 2 established"))
         }
 
-        @Test func aLowRateIsNotAStall() async throws {
+        @Test func aLowRateIsNotAStallButASilentServerIs() async throws {
             let server = try PlainServer(.echo)
             defer { server.stop() }
             // 10 connections at 1 msg/s: most have nothing due in the window, and are idle, not stalled.
@@ -61,20 +61,18 @@ extension LoadRuns {
                     $0.hasPrefix("--rate 0.100 over 0.3") && $0.contains(" s: 0.0 sends due in the window")
                 }, "\(tenth.notes)")
             #expect(!tenth.summary.contains("of the 0 asked"))
-        }
 
-        @Test func aStalledConnectionInOpenLoopIsStillReported() async throws {
-            // The server reads and never answers: each connection's first request is unanswered all window.
-            let server = try PlainServer(.sink)
-            defer { server.stop() }
-            let r = try await runLoad(
+            // Owed and silent is still a stall in open loop: a server that reads and never answers.
+            let silent = try PlainServer(.sink)
+            defer { silent.stop() }
+            let stalled = try await runLoad(
                 { c in
                     c.connections = 3
                     c.pipeline = 1
                     c.rate = 300
                     c.warmup = .milliseconds(100)
-                }, target: server.target)
-            #expect(r.stalledConnections == 3)
+                }, target: silent.target)
+            #expect(stalled.stalledConnections == 3)
         }
 
         @Test func anEmptyWindowIsNotCPUBound() async throws {
