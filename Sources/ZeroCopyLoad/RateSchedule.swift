@@ -22,7 +22,10 @@ public struct RateStage: Sendable, Equatable {
             }
             let d = try ArgumentValues.duration(String(fields[0]), flag: "--rate-stages")
             let target: Double
-            if fields[1] == "0" {
+            if let v = Double(fields[1]), v < 0 {
+                throw LoadError("--rate-stages: '\(part)': a target must be 0 msgs/s or more")
+            }
+            if let zero = Double(fields[1]), zero == 0 {  // "0", "0.0": a ramp down to nothing
                 target = 0
             } else {
                 target = try ArgumentValues.rate(String(fields[1]), flag: "--rate-stages")

@@ -12,6 +12,8 @@ import Testing
                 RateStage(duration: .seconds(10), target: 1000), RateStage(duration: .seconds(30), target: 50000),
                 RateStage(duration: .seconds(10), target: 0),
             ])
+        #expect(try RateStage.parse("1s:0.0,2s:2.5k").map(\.target) == [0, 2500])
+        #expect(throws: LoadError("--rate-stages: '1s:-5': a target must be 0 msgs/s or more")) { try RateStage.parse("1s:-5") }
         #expect(throws: LoadError("--rate-stages: '10s' is not DURATION:RATE (example: 10s:1k,30s:50k,10s:0)")) {
             try RateStage.parse("10s")
         }
