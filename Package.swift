@@ -37,6 +37,8 @@ let package = Package(
         // The only C in the project: epoll/eventfd/sendmsg declarations Swift cannot import cleanly,
         // one thread-local slot, and the run-time lookup of jemalloc's mallctl.
         .target(name: "CZeroCopyShims"),
+        // zlib, linked as a system library: HdrHistogram logs deflate every histogram (ZeroCopyLoad).
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
         .target(
             name: "ZeroCopyReactor",
             dependencies: [
@@ -69,7 +71,7 @@ let package = Package(
         .target(
             name: "ZeroCopyLoad",
             dependencies: [
-                "ZeroCopyReactor", "ZeroCopyText",
+                "ZeroCopyReactor", "ZeroCopyText", "CZlib",
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strict

@@ -1,5 +1,7 @@
 // Parsing of the command line's values: durations ("10s", "500ms", "2m"), sizes ("64", "4k", "1MiB"), counts and
-// rates ("10000", "10k"). Each failure is one line naming the flag. Pure functions: no I/O, no state.
+// rates ("10000", "10k"), wall-clock times (RFC 3339, Unix seconds). Each failure is one line naming the flag. Pure
+// functions: no I/O, no state.
+import Glibc
 
 public enum ArgumentValues {
     /// "1.5s", "500ms", "250us", "2m", "1h", or a bare number of seconds. Never negative.
@@ -56,6 +58,66 @@ public enum ArgumentValues {
         }
         guard value > 0 else { throw LoadError("\(flag) must be greater than 0, not \(text)") }
         return value * scale
+    }
+
+    /// A wall-clock instant as seconds since the epoch: Unix seconds ("1764592200", "1764592200.25") or RFC 3339
+    /// ("2026-12-01T12:30:00Z", "2026-12-01T12:30:00.5+01:00"; a space for the T, a lower-case t or z too).
+    public static func wallClock(_ text: String, flag: String) throws(LoadError) -> Double {
+        let bad = LoadError("\(flag): '\(text)' is not a time (RFC 3339 such as 2026-12-01T12:30:00Z, or Unix seconds)")
+        if let v = Double(text), text.first?.isNumber == true {
+            guard v.isFinite, v < 1e11 else { throw bad }
+            return v
+        }
+        let b = Array(text.utf8)
+        func number(_ from: Int, _ count: Int) -> Int? {
+            guard from + count <= b.count else { return nil }
+            var v = 0
+            for c in b[from..<from + count] {
+                guard c >= 48 && c <= 57 else { return nil }
+                v = v * 10 + Int(c - 48)
+            }
+            return v
+        }
+        guard b.count >= 20, let year = number(0, 4), b[4] == 45, let month = number(5, 2), b[7] == 45,
+            let day = number(8, 2), [84, 116, 32].contains(b[10]), let hour = number(11, 2), b[13] == 58,
+            let minute = number(14, 2), b[16] == 58, let second = number(17, 2),
+            (1...12).contains(month), (1...31).contains(day), hour < 24, minute < 60, second <= 60
+        else { throw bad }
+        var i = 19
+        var fraction = 0.0
+        if b[i] == 46 {  // '.'
+            var scale = 0.1
+            i += 1
+            let start = i
+            while i < b.count, b[i] >= 48 && b[i] <= 57 {
+                fraction += Double(b[i] - 48) * scale
+                scale /= 10
+                i += 1
+            }
+            guard i > start else { throw bad }
+        }
+        guard i < b.count else { throw bad }
+        var offset = 0
+        if b[i] == 90 || b[i] == 122 {  // Z
+            guard i + 1 == b.count else { throw bad }
+        } else if b[i] == 43 || b[i] == 45 {  // + or -
+            guard i + 6 == b.count, let oh = number(i + 1, 2), b[i + 3] == 58, let om = number(i + 4, 2), oh < 24,
+                om < 60
+            else { throw bad }
+            offset = (oh * 3600 + om * 60) * (b[i] == 43 ? 1 : -1)
+        } else {
+            throw bad
+        }
+        var parts = tm()
+        parts.tm_year = Int32(year - 1900)
+        parts.tm_mon = Int32(month - 1)
+        parts.tm_mday = Int32(day)
+        parts.tm_hour = Int32(hour)
+        parts.tm_min = Int32(minute)
+        parts.tm_sec = Int32(second)
+        let seconds = timegm(&parts)
+        guard seconds != -1 || (year == 1969) else { throw bad }
+        return Double(seconds - offset) + fraction
     }
 
     private static func scaled(_ text: String, flag: String, what: String, units: [(String, Int)]) throws(LoadError)

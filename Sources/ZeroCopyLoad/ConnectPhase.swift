@@ -25,7 +25,7 @@ extension LoadGenerator {
             if stopping { return i }
             let worker = workers[i % workers.count]
             do {
-                try pool.connect(to: address, loop: i % workers.count) { worker.makeClient($0) }
+                try pool.connect(to: address, loop: i % workers.count) { worker.makeClient($0, number: i) }
             } catch {
                 // socket() failed (EMFILE, ENFILE, ...): no handler will hear of it.
                 report.connectErrors[FailureCauses.connect(error), default: 0] += 1

@@ -23,8 +23,18 @@ public enum FileIO {
 
     public static func write(_ text: String, to path: String) throws(LoadError) {
         guard let f = fopen(path, "w") else { throw LoadError("\(path): \(String(cString: strerror(errno)))") }
-        let ok = text.withCString { fputs($0, f) } >= 0
-        let closed = fclose(f) == 0
-        guard ok && closed else { throw LoadError("\(path): write failed") }
+        var failure: Int32 = 0
+        if text.withCString({ fputs($0, f) }) < 0 { failure = errno }
+        if fflush(f) != 0 && failure == 0 { failure = errno }
+        if fclose(f) != 0 && failure == 0 { failure = errno }
+        guard failure == 0 else { throw LoadError("\(path): write failed: \(String(cString: strerror(failure)))") }
+    }
+
+    /// Before a run: can `path` be created or written? Opens it for writing without truncating (creating it empty
+    /// if it did not exist), so a bad directory or a read-only file fails before any connection is made.
+    public static func checkWritable(_ path: String) throws(LoadError) {
+        let fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw LoadError("\(path): \(String(cString: strerror(errno)))") }
+        close(fd)
     }
 }

@@ -1,6 +1,7 @@
 // HdrHistogram's V2 binary form, compressed and base64-encoded as in every .hlog file: big-endian header, counts
 // as ZigZag LEB128 with runs of zeros, deflated. hdrhistogram-swift 0.2 has no encoder, so this is written from
 // the format; it never changes a histogram it encodes and rejects (never guesses at) forms it does not know.
+import FoundationEssentials
 import Histogram
 
 enum HdrEncoding {
@@ -19,7 +20,8 @@ enum HdrEncoding {
             for (i, c) in counts { h.record(layout.value(at: i), count: c) }
         }
 
-        var totalCount: UInt64 { counts.reduce(0) { $0 + $1.count } }
+        /// At most 2^63 - 1 (checked when decoding).
+        var totalCount: UInt64 { counts.reduce(0) { $0 &+ $1.count } }
     }
 
     /// The compressed V2 form of `h`, base64.
@@ -51,17 +53,23 @@ enum HdrEncoding {
         put64(h.highestTrackableValue, &plain)
         put64((1.0).bitPattern, &plain)  // integer-to-double conversion ratio
         plain += payload
+        return try encode(plain: plain)
+    }
+
+    /// The uncompressed V2 form `plain` (header and counts), deflated, wrapped and base64-encoded.
+    static func encode(plain: [UInt8]) throws(LoadError) -> String {
         let deflated = try Zlib.compress(plain)
         var out: [UInt8] = []
         put32(v2CompressedCookie, &out)
         put32(UInt32(deflated.count), &out)
-        return Base64.encode(out + deflated)
+        return Data(out + deflated).base64EncodedString()
     }
 
     static func decode(base64 text: Substring) throws(LoadError) -> Decoded {
-        guard let bytes = Base64.decode(text), bytes.count >= 8 else {
+        guard let data = Data(base64Encoded: String(text)), data.count >= 8 else {
             throw LoadError("histogram is not valid base64")
         }
+        let bytes = [UInt8](data)
         let cookie = get32(bytes, 0)
         guard cookie & ~0xf0 == 0x1c84_9304 else {
             throw LoadError(
@@ -79,11 +87,16 @@ enum HdrEncoding {
         let lowest = get64(plain, 16)
         let highest = get64(plain, 24)
         guard normalizing == 0 else { throw LoadError("histograms with a normalizing index offset are not supported") }
-        guard (0...5).contains(digits), lowest >= 1, highest >= 2 * lowest else {
+        guard (0...5).contains(digits), lowest >= 1, highest / 2 >= lowest,
+            HdrLayout.fits(lowestDiscernibleValue: lowest, significantDigits: digits)
+        else {
             throw LoadError("histogram header out of range (digits \(digits), lowest \(lowest), highest \(highest))")
         }
         guard payloadLength <= plain.count - headerBytes else { throw LoadError("truncated histogram payload") }
         let layout = HdrLayout(lowestDiscernibleValue: lowest, significantDigits: digits)
+        // Counts past the bucket of `highest` would decode to values the header says cannot occur.
+        let lastIndex = layout.countsLength(highestTrackableValue: highest) - 1
+        var total: UInt64 = 0
         var counts: [(index: Int, count: UInt64)] = []
         var cursor = headerBytes
         let end = headerBytes + payloadLength
@@ -94,7 +107,17 @@ enum HdrEncoding {
                 guard v > -(1 << 40) else { throw LoadError("corrupt histogram counts") }
                 index += Int(-v)
             } else {
-                if v > 0 { counts.append((index, UInt64(v))) }
+                if v > 0 {
+                    guard index <= lastIndex else {
+                        throw LoadError("corrupt histogram counts (a count beyond the highest trackable value)")
+                    }
+                    let (sum, overflow) = total.addingReportingOverflow(UInt64(v))
+                    guard !overflow, sum <= UInt64(Int64.max) else {
+                        throw LoadError("histogram counts overflow (more than 2^63 - 1 values)")
+                    }
+                    total = sum
+                    counts.append((index, UInt64(v)))
+                }
                 index += 1
             }
         }

@@ -20,6 +20,30 @@ struct HdrLayout: Equatable {
         leadingZeroCountBase = 64 - unitMagnitude - subBucketCountMagnitude
     }
 
+    /// HdrHistogram's own limit: `lowest * 2 * 10^digits` must be representable (unit + half-count magnitudes
+    /// at most 61), else the bucket arithmetic overflows.
+    static func fits(lowestDiscernibleValue: UInt64, significantDigits: Int) -> Bool {
+        guard lowestDiscernibleValue >= 1, (0...5).contains(significantDigits) else { return false }
+        let l = HdrLayout(lowestDiscernibleValue: lowestDiscernibleValue, significantDigits: significantDigits)
+        return l.unitMagnitude + l.subBucketHalfCountMagnitude <= 61
+    }
+
+    /// The length of the counts array of a histogram with this layout that tracks up to `highest` (as every
+    /// implementation sizes it: whole buckets, so it may hold values a little above `highest`).
+    func countsLength(highestTrackableValue highest: UInt64) -> Int {
+        var smallestUntrackable = UInt64(2 * subBucketHalfCount) << UInt64(unitMagnitude)
+        var buckets = 1
+        while smallestUntrackable <= highest {
+            if smallestUntrackable > UInt64.max / 2 {
+                buckets += 1
+                break
+            }
+            smallestUntrackable <<= 1
+            buckets += 1
+        }
+        return (buckets + 1) * subBucketHalfCount
+    }
+
     func index(of value: UInt64) -> Int {
         let bucket = leadingZeroCountBase - (value | subBucketMask).leadingZeroBitCount
         let subBucket = Int(value >> UInt64(bucket + unitMagnitude))

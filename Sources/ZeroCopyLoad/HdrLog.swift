@@ -7,8 +7,10 @@ import Histogram
 /// Writes `#[StartTime: ...]`, the legend, then `[Tag=T,]start,length,max,HISTF...` lines. Values are in
 /// microseconds, so the Interval_Max column (value / 1000) is in milliseconds, as HdrHistogram tools expect.
 final class HdrLogWriter {
-    private let file: UnsafeMutablePointer<FILE>
+    private var file: UnsafeMutablePointer<FILE>?
     let path: String
+    /// errno of the first write that failed (a full disk, /dev/full), 0 while every write succeeded.
+    private var writeErrno: Int32 = 0
     /// Wall-clock seconds since the epoch at the log's zero.
     private(set) var startTime = 0.0
 
@@ -26,20 +28,35 @@ final class HdrLogWriter {
         self.startTime = startTime
         write("#[\(comment)]\n")
         write(HdrLogFormat.header(startTime: startTime))
-        fflush(file)
+        flush()
     }
 
-    deinit { fclose(file) }
+    deinit { if let file { fclose(file) } }
+
+    /// Closes the file; throws the first write error (checked after the run, since a full disk fails only then).
+    func close() throws(LoadError) {
+        if let f = file {
+            file = nil
+            if fclose(f) != 0 && writeErrno == 0 { writeErrno = errno }
+        }
+        guard writeErrno == 0 else {
+            throw LoadError("--hdr-log \(path): write failed: \(String(cString: strerror(writeErrno)))")
+        }
+    }
 
     /// One interval: `start` seconds after the log's StartTime, `length` seconds long.
     func append(tag: String?, start: Double, length: Double, histogram: Histogram<UInt64>) throws(LoadError) {
         write(try HdrLogFormat.line(tag: tag, start: start, length: length, histogram: histogram))
     }
 
-    func flush() { fflush(file) }
+    func flush() {
+        guard let file else { return }
+        if fflush(file) != 0 && writeErrno == 0 { writeErrno = errno }
+    }
 
     private func write(_ text: String) {
-        _ = text.withCString { fputs($0, file) }
+        guard let file else { return }
+        if text.withCString({ fputs($0, file) }) < 0 && writeErrno == 0 { writeErrno = errno }
     }
 }
 
@@ -53,6 +70,7 @@ enum HdrLogFormat {
         let date = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return "#[Histogram log format version 1.3]\n"
             + "#[StartTime: \(Format.fixed(startTime, 3)) (seconds since epoch), \(date)]\n"
+            + "#[BaseTime: \(Format.fixed(startTime, 3)) (seconds since epoch)]\n"
             + "\"StartTimestamp\",\"Interval_Length\",\"Interval_Max\",\"Interval_Compressed_Histogram\"\n"
     }
 
@@ -88,8 +106,13 @@ struct HdrLogFile {
             let line = rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine
             if line.isEmpty || line.hasPrefix("\"StartTimestamp\"") { continue }
             if line.hasPrefix("#") {
-                if let v = Self.headerNumber(line, "#[StartTime: ") { startTime = v }
-                if let v = Self.headerNumber(line, "#[BaseTime: ") { baseTime = v }
+                for (prefix, isStart) in [("#[StartTime: ", true), ("#[BaseTime: ", false)] {
+                    guard let v = Self.headerNumber(line, prefix) else { continue }
+                    guard v.isFinite && abs(v) <= Self.maxSeconds else {
+                        throw LoadError("\(name):\(lineNumber): \(isStart ? "StartTime" : "BaseTime") out of range")
+                    }
+                    if isStart { startTime = v } else { baseTime = v }
+                }
                 continue
             }
             var fields = line.split(separator: ",", omittingEmptySubsequences: false)
@@ -100,6 +123,10 @@ struct HdrLogFile {
             }
             guard fields.count == 4, let start = Double(fields[0]), let length = Double(fields[1]) else {
                 throw LoadError("\(name):\(lineNumber): not an interval line ([Tag=T,]start,length,max,histogram)")
+            }
+            guard start.isFinite, abs(start) <= Self.maxSeconds, length.isFinite, length >= 0, length <= Self.maxSeconds
+            else {
+                throw LoadError("\(name):\(lineNumber): interval start or length out of range")
             }
             let histogram: HdrEncoding.Decoded
             do {
@@ -117,6 +144,10 @@ struct HdrLogFile {
             intervals.append(Interval(tag: tag, start: absolute, length: length, histogram: histogram))
         }
     }
+
+    /// Times in a log are seconds, since the epoch or since its start: anything beyond ±10^11 (the year 5138) is
+    /// corruption, and refusing it keeps every later sum and conversion finite.
+    static let maxSeconds = 1e11
 
     private static func headerNumber(_ line: Substring, _ prefix: String) -> Double? {
         guard line.hasPrefix(prefix) else { return nil }

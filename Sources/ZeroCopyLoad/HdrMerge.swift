@@ -12,6 +12,9 @@ public struct HdrMergeResult: Sendable {
     public let summaries: [String: LatencySummary]
     /// The merged interval log, in the same format.
     public let log: String
+    /// Wall-clock seconds since the epoch of the merged log's zero (the earliest whole second), nil when no input
+    /// said when it started.
+    public let startTime: Double?
 
     /// A few lines: files, intervals, and the percentiles of each tag.
     public var summary: String {
@@ -36,6 +39,7 @@ public struct HdrMergeResult: Sendable {
         w.beginObject()
         w.value("files", files)
         w.value("intervals", intervals)
+        w.value("start_time", startTime)
         w.beginObject("tags")
         for tag in tags {
             LoadReport.writeLatency(&w, tag, summaries[tag])
@@ -60,6 +64,7 @@ public enum HdrMerge {
         var totals: [String: Histogram<UInt64>] = [:]
         var slots: [String: [Int: Histogram<UInt64>]] = [:]
         var intervals = 0
+        var counted: [String: UInt64] = [:]
         var earliest: Double?
         var anyStartTime = false
         for (name, text) in logs {
@@ -73,6 +78,13 @@ public enum HdrMerge {
                     tags.append(tag)
                     totals[tag] = Self.empty()
                 }
+                // Histogram totals wrap silently: keep each tag's count checked.
+                let (sum, overflow) = counted[tag, default: 0].addingReportingOverflow(interval.histogram.totalCount)
+                guard !overflow, sum <= UInt64(Int64.max) else {
+                    throw LoadError(
+                        "\(name): counts overflow: more than 2^63 - 1 values in tag '\(tag.isEmpty ? "latency" : tag)'")
+                }
+                counted[tag] = sum
                 interval.histogram.add(into: &totals[tag]!)
                 let slot = Int(interval.start.rounded(.down))
                 interval.histogram.add(into: &slots[tag, default: [:]][slot, default: Self.empty()])
@@ -93,7 +105,9 @@ public enum HdrMerge {
         }
         var summaries: [String: LatencySummary] = [:]
         for (tag, h) in totals { summaries[tag] = LatencySummary(h, exactMax: false) }
-        return HdrMergeResult(files: logs.count, intervals: intervals, tags: tags, summaries: summaries, log: text)
+        return HdrMergeResult(
+            files: logs.count, intervals: intervals, tags: tags, summaries: summaries, log: text,
+            startTime: anyStartTime ? base : nil)
     }
 
     /// Target of merges: lowest 1, three digits, growing as needed (like HdrHistogram's `new Histogram(3)`).

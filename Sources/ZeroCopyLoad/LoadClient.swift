@@ -13,6 +13,8 @@ final class LoadClient: ConnectionHandler {
     // Loop only.
     /// Slot in the loop's open-loop schedule.
     var position = 0
+    /// On the open-loop schedule (a connection established after traffic started is not, and is sent nothing).
+    var isPaced = false
     /// Messages whose intended send time has passed (open loop).
     var due = 0
     private(set) var sent = 0
@@ -25,14 +27,37 @@ final class LoadClient: ConnectionHandler {
     private(set) var endedByPeer = false
     /// `progress` when the window opened: unchanged at the end means the connection was stalled all window.
     var progressMark = 0
+    /// The connection was owed traffic when the window opened (see `owesTraffic`).
+    var owedAtMark = false
+
+    /// True when the server owes this connection something: an answer to a request in flight, the rest of a blast
+    /// stream, or room for a send that is due (closed loop: always). A connection owed nothing (open loop at a low
+    /// rate, between its sends) is idle, not stalled.
+    func owesTraffic(now: UInt64) -> Bool {
+        switch plan.mode {
+        case .blast: return plan.expectBytes.map { streamOffset < $0 } ?? true
+        case .echo, .request, .sink:
+            guard plan.rate != nil else { return true }
+            if plan.tracksLatency && sent > received { return true }
+            guard isPaced else { return false }
+            return max(due, worker.dueMessages(position: position, now: now)) > sent
+        }
+    }
+
+    /// Bytes received on this connection (the whole run).
+    var bytesReceived: Int { streamOffset }
 
     /// Grows with every byte received and every message sent.
     var progress: Int { streamOffset &+ sent }
 
-    init(worker: LoopWorker, connection: Connection) {
+    /// Where this connection's stream starts in the payload's pattern (distinct per connection in echo/request).
+    private let shift: Int
+
+    init(worker: LoopWorker, connection: Connection, number: Int) {
         self.worker = worker
         self.connection = connection
         plan = worker.plan
+        shift = plan.payload.shift(connection: number)
         if plan.tracksLatency {
             sendTimes = .allocate(capacity: plan.window)
         } else {
@@ -51,7 +76,7 @@ final class LoadClient: ConnectionHandler {
         let window = plan.window
         while sent < limit && (window == 0 || sent - received < window) && connection.isWritable {
             do {
-                try connection.write(plan.payload.message(sent))
+                try connection.write(plan.payload.message(sent, shift: shift))
             } catch {
                 return  // closing: connectionClosed will say why
             }
@@ -60,6 +85,38 @@ final class LoadClient: ConnectionHandler {
             worker.counters.messagesSent += 1
             worker.counters.bytesSent += plan.messageBytes
         }
+    }
+
+    /// At window end: records every request sent and not answered with its wait so far, and in open loop every
+    /// send that was due and not made, from its intended time.
+    func recordTail(now: UInt64) -> TailCounts {
+        guard isOpen, let sendTimes else { return TailCounts() }
+        var tail = TailCounts()
+        let open = plan.rate != nil
+        for k in received..<sent {
+            let actual = sendTimes[k % plan.window]
+            let intended = open ? worker.intendedTime(position: position, message: k) : actual
+            worker.recordLatency(intended: intended, actual: actual, now: now)
+            tail.oldestMicros = max(tail.oldestMicros, (now &- min(intended, now)) / 1000)
+        }
+        tail.unanswered = sent - received
+        if open && isPaced {
+            let due = max(self.due, worker.dueMessages(position: position, now: now))
+            if due > sent {
+                tail.unsent = due - sent
+                // The oldest unsent is the first one.
+                let first = worker.intendedTime(position: position, message: sent)
+                tail.oldestMicros = max(tail.oldestMicros, (now &- min(first, now)) / 1000)
+                // One sample per send; past a million, evenly spaced samples carry the counts between them.
+                let n = due - sent
+                let step = max(1, n / 1_000_000)
+                for j in stride(from: 0, to: n, by: step) {
+                    let intended = worker.intendedTime(position: position, message: sent + j)
+                    worker.recordUnsent(intended: intended, now: now, count: min(step, n - j))
+                }
+            }
+        }
+        return tail
     }
 
     // MARK: ConnectionHandler
@@ -73,6 +130,9 @@ final class LoadClient: ConnectionHandler {
         let n = bytes.count
         worker.counters.bytesReceived += n
         if plan.verify { check(bytes.bytes) }
+        if let owed = plan.expectBytes, streamOffset <= owed, streamOffset + n > owed {
+            worker.streamRanLong(self, owed: owed)
+        }
         streamOffset += n
         let unit = plan.responseBytes
         guard unit > 0 else { return }
@@ -121,11 +181,11 @@ final class LoadClient: ConnectionHandler {
 
     private func check(_ bytes: UnsafeRawBufferPointer) {
         worker.counters.verifiedBytes += bytes.count
-        guard let first = plan.payload.firstMismatch(bytes, streamOffset: streamOffset) else { return }
+        guard let first = plan.payload.firstMismatch(bytes, streamOffset: streamOffset &+ shift) else { return }
         // Slow path, only when something is wrong: count each damaged unit once.
         for i in first..<bytes.count {
             let offset = streamOffset + i
-            let expected = plan.payload.expected(at: offset)
+            let expected = plan.payload.expected(at: offset &+ shift)
             guard bytes[i] != expected else { continue }
             let unit = offset / plan.messageBytes
             if unit != lastBadUnit {

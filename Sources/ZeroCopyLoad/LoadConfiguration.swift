@@ -37,6 +37,26 @@ public struct LoadConfiguration: Sendable {
     public var pipeline: Int?
     /// Messages per second in total, open loop (nil: closed loop at full speed).
     public var rate: Double?
+    /// Open loop whose rate ramps from stage to stage (k6 stages, from 0); the window is their total length, so
+    /// `duration` is set from them. Excludes `rate`.
+    public var rateStages: [RateStage]? {
+        didSet { if let s = rateStages { duration = s.reduce(.zero) { $0 + $1.duration } } }
+    }
+
+    /// The open-loop rate in effect: `rate`, or the stages' average; nil in closed loop.
+    public var openLoopRate: Double? {
+        if let rate { return rate }
+        return rateStages.map { RateSchedule($0).averageRate }
+    }
+    /// `blast`: the bytes each connection is owed; a stream the server ends before (or runs past) fails the run.
+    public var expectBytes: Int?
+    /// `blast`: the server's close ends each stream, whatever its length (instead of `expectBytes`).
+    public var untilEOF = false
+    /// Wall-clock seconds since the epoch at which traffic starts (after the connect phase), so that generators
+    /// on many machines start together; nil: as soon as connected.
+    public var startAt: Double?
+    /// `--fail-if`: conditions the run must meet (the run fails, naming each one not met).
+    public var failIf: [Threshold] = []
     /// Checks received bytes (always on in `echo`).
     public var verify = false
     /// Accept fewer established connections than asked (and connections lost during the run).
@@ -85,6 +105,10 @@ public struct LoadConfiguration: Sendable {
         guard connectTimeout > .zero else { throw LoadError("--connect-timeout must be greater than 0") }
         guard (1...256).contains(threads) else { throw LoadError("--threads must be 1...256, not \(threads)") }
         guard duration > .zero else { throw LoadError("--duration must be greater than 0") }
+        guard duration >= .milliseconds(10) else {
+            throw LoadError(
+                "--duration must be at least 10ms (a shorter window measures nothing), not \(duration.nanoseconds) ns")
+        }
         guard warmup >= .zero else { throw LoadError("--warmup must not be negative") }
         guard interval >= .milliseconds(10) else { throw LoadError("the progress interval must be at least 10ms") }
         if let p = payload {
@@ -109,9 +133,40 @@ public struct LoadConfiguration: Sendable {
         }
         if let r = rate {
             guard r > 0 && r.isFinite else { throw LoadError("--rate must be greater than 0, not \(r)") }
+            guard r <= 1e9 else { throw LoadError("--rate must be at most 1,000,000,000 msgs/s") }
             guard mode != .blast else {
                 throw LoadError("--rate does not apply to --mode blast (the server decides the pace)")
             }
+        }
+        if mode == .blast {
+            if let b = expectBytes {
+                guard !untilEOF else { throw LoadError("--expect-bytes and --until-eof exclude each other") }
+                guard b >= 1 else { throw LoadError("--expect-bytes must be at least 1, not \(b)") }
+            } else if !untilEOF {
+                throw LoadError(
+                    "--mode blast needs --expect-bytes B (the bytes each connection is owed) or --until-eof "
+                        + "(the server's close ends each stream)")
+            }
+        } else {
+            if expectBytes != nil { throw LoadError("--expect-bytes applies to --mode blast only") }
+            if untilEOF { throw LoadError("--until-eof applies to --mode blast only") }
+        }
+        if let stages = rateStages {
+            guard rate == nil else { throw LoadError("--rate and --rate-stages exclude each other") }
+            guard !stages.isEmpty else { throw LoadError("--rate-stages needs at least one stage") }
+            guard mode != .blast else {
+                throw LoadError("--rate-stages does not apply to --mode blast (the server decides the pace)")
+            }
+            guard warmup == .zero else {
+                throw LoadError("--warmup does not apply with --rate-stages: make the first stage the warm-up")
+            }
+            for st in stages {
+                guard st.duration > .zero else { throw LoadError("--rate-stages: every stage needs a duration") }
+                guard st.target >= 0, st.target <= 1e9, st.target.isFinite else {
+                    throw LoadError("--rate-stages: targets must be 0...1,000,000,000 msgs/s")
+                }
+            }
+            guard RateSchedule(stages).total >= 1 else { throw LoadError("--rate-stages plans no send at all") }
         }
         if verify && mode == .sink { throw LoadError("--verify does not apply to --mode sink (nothing comes back)") }
         if verify && mode == .request && effectiveResponseBytes != effectiveMessageBytes {
@@ -120,6 +175,15 @@ public struct LoadConfiguration: Sendable {
         }
         if verify && mode == .blast && payload != nil {
             throw LoadError("--verify in --mode blast checks the i % 251 pattern; drop --payload-file")
+        }
+        for t in failIf {
+            if (t.metric.isLatency || t.metric == .unanswered) && !(mode == .echo || mode == .request) {
+                throw LoadError(
+                    "--fail-if '\(t.text)': \(t.metric.rawValue) is measured in --mode echo and request only")
+            }
+            if t.metric == .rate && openLoopRate == nil {
+                throw LoadError("--fail-if '\(t.text)': rate (achieved / asked) needs --rate")
+            }
         }
         guard extraDescriptors >= 0 else { throw LoadError("extra descriptors must not be negative") }
     }

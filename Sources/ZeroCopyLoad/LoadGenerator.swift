@@ -27,6 +27,13 @@ public final class LoadGenerator: Sendable {
     /// no loops); everything that goes wrong once connecting began is in the report (`failure`, `errors`).
     public func run(progress: (LoadProgress) -> Void = { _ in }) throws(LoadError) -> LoadReport {
         let c = configuration
+        if let at = c.startAt {
+            let now = Self.wallClock()
+            guard at > now else {
+                throw LoadError("--start-at \(Format.fixed(at, 3)) is \(Format.fixed(now - at, 1)) s in the past")
+            }
+            guard at - now <= 86_400 else { throw LoadError("--start-at is more than 24 hours away") }
+        }
         let address = try Target.resolve(c.target)
         let (limit, limitNote) = DescriptorLimit.raise(toFit: c.connections + c.extraDescriptors + 64)
         var report = LoadReport(configuration: c, descriptorLimit: limit)
@@ -70,22 +77,44 @@ public final class LoadGenerator: Sendable {
         if attempted < c.connections { report.connectErrors["not_attempted", default: 0] += c.connections - attempted }
         if let failure = connectFailure(report) {
             report.failure = failure
+            report.evaluate(c.failIf)
             return report
         }
 
-        // Traffic, warm-up, window.
-        let t0 = EventLoop.now() + 2_000_000
+        // Traffic, warm-up, window. With --start-at, traffic starts at that wall-clock instant (every generator
+        // given the same one starts together), and the log's times are the intended ones.
+        var start = EventLoop.now() + 2_000_000
+        var intendedStart: Double?
+        if let at = c.startAt {
+            let ahead = at - Self.wallClock()
+            if ahead > 0.002 {
+                start = EventLoop.now() &+ UInt64(ahead * 1e9)
+                intendedStart = at
+                waitForStart(until: start - 1_000_000, shared: shared, clock: &clock, progress: progress)
+            } else {
+                report.warnings.append(
+                    "traffic started \(Format.fixed(-ahead, 3)) s after --start-at (the connect phase took longer): "
+                        + "start later, or connect faster")
+            }
+        }
+        let t0 = start
         for w in workers { w.loop.execute { w.start(at: t0, establishedTotal: established) } }
-        var measure = Measurement(report: report, openLoop: c.rate != nil)
+        var measure = Measurement(report: report, openLoop: c.openLoopRate != nil)
+        let schedule = c.rateStages.map(RateSchedule.init)
         warmUp(
             until: t0 + c.warmup.nanoseconds, workers: workers, shared: shared, clock: &clock,
             measure: &measure, progress: progress)
         let baseline = sampleAll(workers, stop: false, openWindow: true)
         measure.begin(baseline, at: EventLoop.now())
+        // Absolute times: the wall clock of the window's start (intended with --start-at, so logs from many
+        // generators share it), and each interval's offset from it as measured.
+        let windowWall = Self.wallClock() - Double(EventLoop.now() &- measure.windowStart) / 1e9
+        let logStart = intendedStart.map { $0 + c.warmup.seconds } ?? windowWall
         log?.begin(
-            startTime: Self.wallClock(),
+            startTime: logStart,
             comment: "zcr load \(c.mode.rawValue) \(c.target), "
-                + "\(c.connections) connections; values in microseconds; untagged = latency, Tag=raw, Tag=lag")
+                + "\(c.connections) connections; values in microseconds; untagged = latency, Tag=raw, "
+                + "Tag=lag (hiccups), Tag=sched (send lateness)")
         let windowEnd = measure.windowStart + c.duration.nanoseconds
         var next = measure.windowStart + clock.interval
         while true {
@@ -96,23 +125,33 @@ public final class LoadGenerator: Sendable {
             let samples = sampleAll(workers, stop: final)
             let interval = measure.add(samples, at: now)
             if let log {
-                let start = Double(measure.lastTick - measure.windowStart) / 1e9
+                let start = Double(measure.lastTick - measure.windowStart) / 1e9 + (windowWall - logStart)
                 try log.append(tag: nil, start: start, length: interval.seconds, histogram: interval.latency)
-                if c.rate != nil {
+                if c.openLoopRate != nil {
                     try log.append(tag: "raw", start: start, length: interval.seconds, histogram: interval.rawLatency)
                 }
                 try log.append(tag: "lag", start: start, length: interval.seconds, histogram: interval.lag)
+                if c.openLoopRate != nil {
+                    try log.append(tag: "sched", start: start, length: interval.seconds, histogram: interval.lateness)
+                }
                 log.flush()
             }
             measure.lastTick = now
-            progress(
-                measure.progress(
-                    phase: .measuring, interval: interval, clock: clock, now: now,
-                    open: shared.open.load(ordering: .relaxed)))
+            var p = measure.progress(
+                phase: .measuring, interval: interval, clock: clock, now: now,
+                open: shared.open.load(ordering: .relaxed))
+            p.targetPerSecond = schedule?.rate(at: Double(now &- t0))
+            progress(p)
             if final { break }
             next += clock.interval
         }
         report = measure.finish(configuration: c)
+        do {
+            try log?.close()
+        } catch {
+            // The log is part of what was asked for: a log that could not be written fails the run.
+            if report.failure == nil { report.failure = error.message } else { report.warnings.append(error.message) }
+        }
         return report
     }
 
@@ -136,6 +175,24 @@ public final class LoadGenerator: Sendable {
                     open: shared.open.load(ordering: .relaxed)))
             last = samples
             lastTime = now
+        }
+    }
+
+    /// The wait between connecting and --start-at, with a progress line per interval.
+    private func waitForStart(
+        until deadline: UInt64, shared: RunCounters, clock: inout RunClock, progress: (LoadProgress) -> Void
+    ) {
+        while EventLoop.now() < deadline && !stopping {
+            _ = wait(until: min(deadline, clock.nextProgress)) { stopping }
+            let now = EventLoop.now()
+            guard now >= clock.nextProgress else { continue }
+            clock.nextProgress = now + clock.interval
+            progress(
+                LoadProgress(
+                    phase: .waiting, elapsedSeconds: Double(now - clock.start) / 1e9,
+                    connectionsOpen: shared.open.load(ordering: .relaxed),
+                    connectionsRequested: configuration.connections, messagesPerSecond: 0, bytesPerSecond: 0,
+                    p99Micros: nil, errors: 0))
         }
     }
 

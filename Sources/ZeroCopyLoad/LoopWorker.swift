@@ -29,14 +29,20 @@ final class LoopWorker: @unchecked Sendable {
     private var openCount = 0
     private var latency = Histograms.make()
     private var rawLatency = Histograms.make()
+    /// The hiccup timer's lateness (jHiccup): how late anything on this loop could run.
     private var lag = Histograms.make()
+    /// Open loop: for every scheduled send, how late the loop got to it after its intended time (zero included).
+    private var lateness = Histograms.make()
     private var connectErrors: [String: Int] = [:]
     private var firstVerifyError: String?
+    private var firstStreamError: String?
     // Open-loop schedule: send number s of this loop is due at `scheduleStart + s * slotNanos`, and goes to
     // `paced[s % paced.count]`, so connection p's message k is send number `k * paced.count + p`.
     private var paced: [LoadClient] = []
     private var scheduleStart: UInt64 = 0
     private var slotNanos = 0.0
+    /// This loop's fraction of the generator's sends (its share of the established connections).
+    private var share = 1.0
     private var sequence = 0
     private var paceDeadline: UInt64 = 0
     private var hiccupDeadline: UInt64 = 0
@@ -49,8 +55,9 @@ final class LoopWorker: @unchecked Sendable {
         phase = Double(loop.index) / Double(loopCount)
     }
 
-    func makeClient(_ connection: Connection) -> any ConnectionHandler {
-        LoadClient(worker: self, connection: connection)
+    /// `number`: the connection's place in connect order (seeds its stream).
+    func makeClient(_ connection: Connection, number: Int) -> any ConnectionHandler {
+        LoadClient(worker: self, connection: connection, number: number)
     }
 
     // MARK: connection events (from LoadClient)
@@ -84,8 +91,23 @@ final class LoopWorker: @unchecked Sendable {
         guard !stopped else { return }
         if plan.mode == .blast {
             counters.peerCloses += 1
+            if let owed = plan.expectBytes, client.bytesReceived < owed {
+                counters.shortStreams += 1
+                if firstStreamError == nil {
+                    firstStreamError =
+                        "connection \(client.connection.id) ended after \(Format.grouped(client.bytesReceived)) bytes"
+                }
+            }
         } else {
             count(error: "closed_by_peer")
+        }
+    }
+
+    /// Blast with --expect-bytes: connection `client` got more bytes than it is owed (counted once).
+    func streamRanLong(_ client: LoadClient, owed: Int) {
+        counters.longStreams += 1
+        if firstStreamError == nil {
+            firstStreamError = "connection \(client.connection.id) received more than \(Format.grouped(owed)) bytes"
         }
     }
 
@@ -108,10 +130,22 @@ final class LoopWorker: @unchecked Sendable {
         if plan.rate != nil { Histograms.record(&rawLatency, (now &- min(actual, now)) / 1000) }
     }
 
+    /// A send that was due at `intended` and never made (open loop, window end): only the corrected histogram.
+    func recordUnsent(intended: UInt64, now: UInt64, count: Int) {
+        Histograms.record(&latency, (now &- min(intended, now)) / 1000, count: UInt64(count))
+    }
+
+    /// How many of connection `position`'s messages were due by `now` on the open-loop schedule.
+    func dueMessages(position p: Int, now: UInt64) -> Int {
+        guard !paced.isEmpty else { return 0 }
+        let due = loopDue(now: now)
+        return due <= p ? 0 : (due - p - 1) / paced.count + 1
+    }
+
     /// When connection `position`'s message `k` was meant to go out (open loop).
     @inline(__always)
     func intendedTime(position: Int, message k: Int) -> UInt64 {
-        scheduleStart &+ Nanos.from(Double(k * paced.count + position) * slotNanos)
+        intendedTime(k &* paced.count &+ position)
     }
 
     // MARK: control (loop thread, through execute/submitAndWait)
@@ -126,10 +160,15 @@ final class LoopWorker: @unchecked Sendable {
         if let rate = plan.rate {
             paced = clients.filter(\.isOpen)
             guard !paced.isEmpty else { return }
-            for (p, c) in paced.enumerated() { c.position = p }
-            let loopRate = rate * Double(paced.count) / Double(max(1, establishedTotal))
+            for (p, c) in paced.enumerated() {
+                c.position = p
+                c.isPaced = true
+            }
+            share = Double(paced.count) / Double(max(1, establishedTotal))
+            let loopRate = rate * share
             slotNanos = 1e9 / loopRate
-            scheduleStart = start &+ Nanos.from(phase * slotNanos)
+            // With stages the schedule's own clock starts at `start`; a constant rate is a shifted grid.
+            scheduleStart = plan.schedule == nil ? start &+ Nanos.from(phase * slotNanos) : start
             paceDeadline = scheduleStart
             loop.scheduleTimer(at: paceDeadline) { [self] in pace() }
         } else {
@@ -142,10 +181,11 @@ final class LoopWorker: @unchecked Sendable {
     private func pace() {
         guard sending else { return }
         let now = EventLoop.now()
-        if now > paceDeadline { Histograms.record(&lag, (now - paceDeadline) / 1000) }
         var budget = 256  // each send is flushed (one syscall) before the loop looks at its timers again
         var next = intendedTime(sequence)
         while next <= now && budget > 0 {
+            // Against the send's own intended time, never a deadline reset by falling behind.
+            Histograms.record(&lateness, (now - next) / 1000)
             let client = paced[sequence % paced.count]
             client.due += 1
             client.pump(now: now)
@@ -153,13 +193,39 @@ final class LoopWorker: @unchecked Sendable {
             budget -= 1
             next = intendedTime(sequence)
         }
-        // Out of budget: let the loop serve its I/O, then continue at once.
+        // Out of budget: let the loop serve its I/O, then continue at once. A schedule that has ended asks nothing.
+        guard budget == 0 || next != Self.never else { return }
         paceDeadline = budget == 0 ? now : next
         loop.scheduleTimer(at: paceDeadline) { [self] in pace() }
     }
 
+    /// The intended time of a send the schedule never reaches (after the last stage).
+    static let never = UInt64.max / 2
+
+    /// When this loop's send number `s` is due.
     private func intendedTime(_ s: Int) -> UInt64 {
-        scheduleStart &+ Nanos.from(Double(s) * slotNanos)
+        guard let schedule = plan.schedule else { return scheduleStart &+ Nanos.from(Double(s) * slotNanos) }
+        guard let t = schedule.time(ofSend: (Double(s) + phase) / share) else { return Self.never }
+        return scheduleStart &+ Nanos.from(t)
+    }
+
+    /// How many of this loop's sends are due by `now`.
+    private func loopDue(now: UInt64) -> Int {
+        guard now >= scheduleStart else { return 0 }
+        let x: Double
+        if let schedule = plan.schedule {
+            x = schedule.sends(by: Double(now - scheduleStart)) * share - phase
+            guard x >= 0 else { return 0 }
+        } else {
+            guard slotNanos > 0 else { return 0 }
+            x = Double(now - scheduleStart) / slotNanos
+        }
+        guard x < 1e15 else { return 1 << 50 }
+        var due = Int(x.rounded(.down)) + 1  // sends 0...x are due
+        // Rounding may put a boundary send a nanosecond either side of now: keep the schedule's own verdict.
+        if due > 0 && intendedTime(due - 1) > now { due -= 1 }
+        if intendedTime(due) <= now { due += 1 }
+        return due
     }
 
     /// jHiccup on the loop: a 1 ms timer; how late it fires is how late anything else on this loop could run.
@@ -183,16 +249,41 @@ final class LoopWorker: @unchecked Sendable {
             stopped = true
         }
         if openWindow {
-            for c in clients { c.progressMark = c.progress }
+            let now = EventLoop.now()
+            for c in clients {
+                c.progressMark = c.progress
+                c.owedAtMark = c.owesTraffic(now: now)
+            }
         }
-        let stalled = stop ? clients.reduce(0) { $0 + ($1.isOpen && $1.progress == $1.progressMark ? 1 : 0) } : 0
-        let s = LoopSample(
-            counters: counters, latency: latency, rawLatency: rawLatency, lag: lag,
+        var stalled = 0
+        if stop {
+            // Stalled: owed traffic all window (when it opened and when it closed) and moved no byte.
+            let now = EventLoop.now()
+            for c in clients where c.isOpen && c.progress == c.progressMark && c.owedAtMark && c.owesTraffic(now: now) {
+                stalled += 1
+            }
+        }
+        let answeredMax = latency.totalCount > 0 ? latency.maxRecorded : 0
+        var tail = TailCounts()
+        if stop && plan.tracksLatency {
+            // Coordinated omission at the tail: what is still owed waited until now, and is recorded so.
+            let now = EventLoop.now()
+            for c in clients where c.isOpen { tail = tail + c.recordTail(now: now) }
+        }
+        var unfinished = 0
+        if stop, let owed = plan.expectBytes {
+            unfinished = clients.reduce(0) { $0 + ($1.isOpen && $1.bytesReceived < owed ? 1 : 0) }
+        }
+        var s = LoopSample(
+            counters: counters, latency: latency, rawLatency: rawLatency, lag: lag, lateness: lateness,
             cpuNanos: Self.threadCPUNanos(), openConnections: openCount, stalledConnections: stalled,
-            firstVerifyError: firstVerifyError)
+            firstVerifyError: firstVerifyError, firstStreamError: firstStreamError, answeredMaxMicros: answeredMax,
+            tail: tail)
+        s.unfinishedStreams = unfinished
         latency = Histograms.make()
         rawLatency = Histograms.make()
         lag = Histograms.make()
+        lateness = Histograms.make()
         return s
     }
 

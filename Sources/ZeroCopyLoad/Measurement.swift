@@ -10,6 +10,7 @@ struct Measurement {
         var latency: Histogram<UInt64>
         var rawLatency: Histogram<UInt64>
         var lag: Histogram<UInt64>
+        var lateness: Histogram<UInt64>
     }
 
     private(set) var report: LoadReport
@@ -23,6 +24,9 @@ struct Measurement {
     private var latency = Histograms.make()
     private var rawLatency = Histograms.make()
     private var lag = Histograms.make()
+    private var lateness = Histograms.make()
+    /// The longest latency of an answered request in the window (the tail's waits excluded).
+    private var answeredMax: UInt64 = 0
 
     init(report: LoadReport, openLoop: Bool) {
         self.report = report
@@ -43,6 +47,8 @@ struct Measurement {
         latency.add(interval.latency)
         rawLatency.add(interval.rawLatency)
         lag.add(interval.lag)
+        lateness.add(interval.lateness)
+        answeredMax = samples.reduce(answeredMax) { max($0, $1.answeredMaxMicros) }
         previous = samples
         endTime = now
         return interval
@@ -51,11 +57,13 @@ struct Measurement {
     static func interval(from before: [LoopSample], to after: [LoopSample], seconds: Double) -> Interval {
         var i = Interval(
             seconds: seconds, counters: total(after).traffic(since: total(before)),
-            latency: Histograms.make(), rawLatency: Histograms.make(), lag: Histograms.make())
+            latency: Histograms.make(), rawLatency: Histograms.make(), lag: Histograms.make(),
+            lateness: Histograms.make())
         for s in after {
             i.latency.add(s.latency)
             i.rawLatency.add(s.rawLatency)
             i.lag.add(s.lag)
+            i.lateness.add(s.lateness)
         }
         return i
     }
@@ -82,6 +90,7 @@ struct Measurement {
     /// The report for the window, with warnings and the verdict.
     func finish(configuration c: LoadConfiguration) -> LoadReport {
         var r = report
+        var runBytesReceived = 0
         let counters = Self.total(previous).traffic(since: Self.total(baseline))
         r.durationSeconds = Double(endTime - windowStart) / 1e9
         r.messagesSent = counters.messagesSent
@@ -92,11 +101,23 @@ struct Measurement {
         r.verifiedBytes = counters.verifiedBytes
         r.firstVerifyError = previous.lazy.compactMap(\.firstVerifyError).first
         r.peerCloses = counters.peerCloses
+        r.shortStreams = counters.shortStreams
+        r.longStreams = counters.longStreams
+        r.firstStreamError = previous.lazy.compactMap(\.firstStreamError).first
+        runBytesReceived = Self.total(previous).bytesReceived
+        r.unfinishedStreams = previous.reduce(0) { $0 + $1.unfinishedStreams }
         r.errors = counters.errors
         r.stalledConnections = previous.reduce(0) { $0 + $1.stalledConnections }
+        let tail = previous.reduce(TailCounts()) { $0 + $1.tail }
+        if c.mode == .echo || c.mode == .request {
+            r.unansweredAtEnd = tail.unanswered
+            r.unsentAtEnd = openLoop ? tail.unsent : nil
+            r.oldestUnansweredMicros = tail.unanswered + tail.unsent > 0 ? tail.oldestMicros : nil
+        }
         r.latency = LatencySummary(latency)
         r.rawLatency = openLoop ? LatencySummary(rawLatency) : nil
         r.generatorLag = LatencySummary(lag)
+        r.scheduleLateness = openLoop ? LatencySummary(lateness) : nil
         var cpu = 0.0
         r.loopBusy = []
         for (b, e) in zip(baseline, previous) {
@@ -106,7 +127,9 @@ struct Measurement {
         }
         r.generatorCPUSeconds = cpu
         addWarnings(&r, c)
-        r.failure = verdict(r, c)
+        addTailWarning(&r)
+        r.failure = verdict(r, c, runBytesReceived: runBytesReceived)
+        r.evaluate(c.failIf)
         return r
     }
 
@@ -121,39 +144,75 @@ struct Measurement {
                     ? "every connection had ended: the window closed after \(Format.fixed(r.durationSeconds, 2)) s"
                     : "stopped after \(Format.fixed(r.durationSeconds, 2)) s")
         }
+        if r.unfinishedStreams > 0, let owed = c.expectBytes {
+            r.notes.append(
+                "\(Format.grouped(r.unfinishedStreams)) stream\(r.unfinishedStreams == 1 ? "" : "s") had not received "
+                    + "all \(Format.grouped(owed)) bytes when the window closed (the window, not the server, ended "
+                    + "\(r.unfinishedStreams == 1 ? "it" : "them"))")
+        }
         if r.stalledConnections > 0 {
             r.warnings.append(
                 "\(r.stalledConnections) open connection\(r.stalledConnections == 1 ? "" : "s") moved no byte "
                     + "during the window (stalled: the server stopped serving them)")
         }
-        let busy = r.loopBusy.enumerated().filter { $0.element >= 0.9 }
-        let generatorBound = !busy.isEmpty || (r.generatorLag?.p99 ?? 0) >= 1000
+        // A window of a few milliseconds (every connection ended at once) says nothing about the CPU.
+        let busy = r.durationSeconds >= 0.1 ? r.loopBusy.enumerated().filter { $0.element >= 0.9 } : []
+        let timersLate = (r.generatorLag?.p99 ?? 0) >= 1000
+        let sendsLate = (r.scheduleLateness?.p99 ?? 0) >= 1000
+        let generatorBound = !busy.isEmpty || timersLate || sendsLate
         if !busy.isEmpty {
             let which = busy.map { "loop \($0.offset) \(Format.fixed($0.element * 100, 0))%" }.joined(separator: ", ")
             r.warnings.append(
                 "the generator was CPU-bound (\(which) busy): it, not the server, may be the bottleneck; "
                     + "add --threads or a second load machine")
         }
-        if let lag = r.generatorLag, lag.p99 >= 1000 {
+        if let lag = r.generatorLag, timersLate {
             r.warnings.append(
-                "the generator's loops ran timers late (p99 \(lag.p99) µs, max \(lag.max) µs): "
+                "the generator's loops ran timers late (hiccups p99 \(lag.p99) µs, max \(lag.max) µs): "
                     + "latencies include the generator's own delay")
         }
-        if let rate = c.rate, r.durationSeconds > 0 {
+        if let late = r.scheduleLateness, sendsLate {
+            r.warnings.append(
+                "the generator got to its scheduled sends late (p99 \(Format.grouped(Int(late.p99))) µs, max "
+                    + "\(Format.grouped(Int(late.max))) µs after their intended time): it fell behind its schedule")
+        }
+        if let rate = c.openLoopRate, r.durationSeconds > 0 {
             let achieved = Double(r.messagesSent) / r.durationSeconds
-            if achieved < 0.9 * rate {
+            let digits = rate < 10 ? 3 : 0
+            if rate * r.durationSeconds < 10 {
+                r.notes.append(
+                    "--rate \(Format.fixed(rate, digits)) over \(Format.fixed(r.durationSeconds, 2)) s: "
+                        + "\(Format.fixed(rate * r.durationSeconds, 1)) sends due in the window, too few to judge the "
+                        + "achieved rate (\(Format.grouped(r.messagesSent)) sent)")
+            } else if achieved < 0.9 * rate {
                 let why =
                     generatorBound
                     ? "the generator could not keep up"
                     : "the server (or the pipeline of \(c.effectivePipeline)) held sends back; "
                         + "corrected latency includes the wait"
                 r.warnings.append(
-                    "sent \(Format.fixed(achieved, 0)) msgs/s of the \(Format.fixed(rate, 0)) asked: \(why)")
+                    "sent \(Format.fixed(achieved, digits)) msgs/s of the \(Format.fixed(rate, digits)) asked: \(why)")
             }
         }
     }
 
-    private func verdict(_ r: LoadReport, _ c: LoadConfiguration) -> String? {
+    /// A server that stopped answering late in the window: requests still waiting at its end, longer than any
+    /// answered one (and at least 100 ms, so that the ordinary requests in flight never warn).
+    private func addTailWarning(_ r: inout LoadReport) {
+        guard let oldest = r.oldestUnansweredMicros, oldest >= 100_000, oldest > answeredMax else { return }
+        let unanswered = r.unansweredAtEnd ?? 0
+        let unsent = r.unsentAtEnd ?? 0
+        var what = "\(Format.grouped(unanswered)) request\(unanswered == 1 ? "" : "s") unanswered"
+        if unsent > 0 { what += " and \(Format.grouped(unsent)) due and not sent" }
+        let answered =
+            answeredMax > 0
+            ? "longer than any answered (max \(Format.grouped(Int(answeredMax))) µs)" : "none was answered"
+        r.warnings.append(
+            "\(what) at window end, the oldest waiting \(Format.grouped(Int(oldest))) µs, \(answered): "
+                + "the server stopped answering; these waits are in the latency figures")
+    }
+
+    private func verdict(_ r: LoadReport, _ c: LoadConfiguration, runBytesReceived: Int) -> String? {
         if r.verifyErrors > 0 {
             let first = r.firstVerifyError.map { " (first: \($0))" } ?? ""
             return "\(r.verifyErrors) verify error\(r.verifyErrors == 1 ? "" : "s"): the bytes received are not the "
@@ -165,7 +224,17 @@ struct Measurement {
                 "\(n) error\(n == 1 ? "" : "s") during the run (\(LoadReport.list(r.errors))); --allow-partial accepts "
                 + "connections lost during the run"
         }
-        if r.messagesCompleted == 0 && r.mode != .blast {
+        if r.shortStreams + r.longStreams > 0, let owed = c.expectBytes {
+            var what: [String] = []
+            if r.shortStreams > 0 { what.append("\(Format.grouped(r.shortStreams)) ended short") }
+            if r.longStreams > 0 { what.append("\(Format.grouped(r.longStreams)) ran long") }
+            let first = r.firstStreamError.map { " (first: \($0))" } ?? ""
+            return "blast streams owed --expect-bytes \(Format.grouped(owed)): \(what.joined(separator: ", "))\(first)"
+        }
+        if r.mode == .blast {
+            // A whole stream may arrive before the window opens: what matters is that any did.
+            if runBytesReceived == 0 { return "no byte of the stream arrived" }
+        } else if r.messagesCompleted == 0 {
             return "no message completed in the window"
         }
         return nil

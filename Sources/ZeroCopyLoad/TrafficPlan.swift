@@ -16,19 +16,27 @@ struct TrafficPlan: Sendable {
     /// Everything but blast sends.
     let sends: Bool
     let verify: Bool
-    /// Total messages per second (open loop), or nil (closed loop).
+    /// Total messages per second (open loop; the average with stages), or nil (closed loop).
     let rate: Double?
+    /// Open loop with --rate-stages: the ramping schedule (nil: a constant `rate`).
+    let schedule: RateSchedule?
+    /// Blast: bytes each connection is owed (nil with --until-eof).
+    let expectBytes: Int?
 
     init(_ c: LoadConfiguration) {
         mode = c.mode
         messageBytes = c.effectiveMessageBytes
-        payload = c.payload.map { MessagePayload(bytes: $0) } ?? MessagePayload(messageBytes: c.effectiveMessageBytes)
+        payload =
+            c.payload.map { MessagePayload(bytes: $0) }
+            ?? MessagePayload(messageBytes: c.effectiveMessageBytes, distinct: c.mode != .blast)
         responseBytes = c.effectiveResponseBytes
         tracksLatency = c.mode == .echo || c.mode == .request
         window = tracksLatency ? c.effectivePipeline : 0
         sends = c.mode != .blast
         verify = c.verifies
-        rate = c.rate
+        rate = c.openLoopRate
+        schedule = c.rateStages.map(RateSchedule.init)
+        expectBytes = c.mode == .blast ? c.expectBytes : nil
     }
 }
 
@@ -43,6 +51,10 @@ struct TrafficCounters: Sendable, Equatable {
     var verifiedBytes = 0
     /// Blast connections the server closed (its normal end).
     var peerCloses = 0
+    /// Blast with --expect-bytes: streams the server ended before their bytes were all sent, and streams that ran
+    /// past them (each counted once, whole run).
+    var shortStreams = 0
+    var longStreams = 0
     /// Established connections that ended before the generator closed them, by cause.
     var errors: [String: Int] = [:]
 
@@ -55,6 +67,8 @@ struct TrafficCounters: Sendable, Equatable {
         s.verifyErrors += b.verifyErrors
         s.verifiedBytes += b.verifiedBytes
         s.peerCloses += b.peerCloses
+        s.shortStreams += b.shortStreams
+        s.longStreams += b.longStreams
         s.errors.merge(b.errors, uniquingKeysWith: +)
         return s
     }
@@ -75,13 +89,38 @@ struct LoopSample: Sendable {
     var counters: TrafficCounters
     var latency: Histogram<UInt64>
     var rawLatency: Histogram<UInt64>
+    /// The hiccup timer's lateness.
     var lag: Histogram<UInt64>
+    /// Open loop: lateness of every scheduled send against its intended time.
+    var lateness: Histogram<UInt64>
     /// CPU time of the loop's thread since it started.
     var cpuNanos: UInt64
     var openConnections: Int
     /// Open connections that neither sent nor received a byte since the window opened (stopping sample only).
     var stalledConnections: Int
     var firstVerifyError: String?
+    /// Blast with --expect-bytes: the first stream that ended short or ran long.
+    var firstStreamError: String?
+    /// The window's tail (stopping sample only): requests sent and not answered, sends due and not made, and the
+    /// longest of their waits in microseconds. Their waits are in `latency` (and the sent ones in `rawLatency`).
+    /// Blast with --expect-bytes: open connections short of their bytes (stopping sample only).
+    var unfinishedStreams = 0
+    /// The longest latency of a response answered in this sample (before the tail was recorded).
+    var answeredMaxMicros: UInt64 = 0
+    var tail = TailCounts()
+}
+
+/// What was still owed when the window closed.
+struct TailCounts: Sendable, Equatable {
+    var unanswered = 0
+    var unsent = 0
+    var oldestMicros: UInt64 = 0
+
+    static func + (a: Self, b: Self) -> Self {
+        TailCounts(
+            unanswered: a.unanswered + b.unanswered, unsent: a.unsent + b.unsent,
+            oldestMicros: Swift.max(a.oldestMicros, b.oldestMicros))
+    }
 }
 
 enum Histograms {
@@ -95,6 +134,10 @@ enum Histograms {
     @inline(__always)
     static func record(_ h: inout Histogram<UInt64>, _ micros: UInt64) {
         if !h.record(micros) { h.record(h.highestTrackableValue) }
+    }
+
+    static func record(_ h: inout Histogram<UInt64>, _ micros: UInt64, count: UInt64) {
+        if !h.record(micros, count: count) { h.record(h.highestTrackableValue, count: count) }
     }
 }
 

@@ -12,7 +12,8 @@ struct Load: ParsableCommand {
         discussion: """
             Connects, warms up, then measures for --duration. Latency is in microseconds (HdrHistogram); with --rate \
             it is measured from each message's intended send time (coordinated omission corrected) and also raw. \
-            --pipeline defaults to 16 in echo and 1 in request; --response-bytes to the message size. \
+            --pipeline defaults to 16 in echo and 1 in request; --response-bytes to the message size. Requests still \
+            unanswered when the window closes are recorded with their wait. Blast needs --expect-bytes or --until-eof. \
             Exit status: 0 success, 1 failed run, 2 bad input. JSON fields: docs/load.md.
             """,
         subcommands: [Merge.self]
@@ -31,13 +32,17 @@ struct Load: ParsableCommand {
     var connectTimeout = "10s"
     @Option(parsing: .unconditional, help: ArgumentHelp("Generator loops (threads).", valueName: "n"))
     var threads = "\(LoadConfiguration.defaultThreads)"
-    @Option(parsing: .unconditional, help: ArgumentHelp("Measured window (10s, 500ms, 2m).", valueName: "duration"))
-    var duration = "10s"
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("Measured window (10s, 500ms, 2m; default 10s).", valueName: "duration"))
+    var duration: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("Unmeasured traffic first.", valueName: "duration"))
     var warmup = "0s"
     @Option(parsing: .unconditional, help: ArgumentHelp("Bytes per message (64, 4k, 1MiB).", valueName: "bytes"))
     var messageBytes = "64"
-    @Option(help: ArgumentHelp("Send this file as every message (not the i % 251 pattern).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "Send this file as every message (not the built-in per-connection pattern).", valueName: "file"))
     var payloadFile: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("request: bytes per response.", valueName: "bytes"))
     var responseBytes: String?
@@ -45,6 +50,28 @@ struct Load: ParsableCommand {
     var pipeline: String?
     @Option(parsing: .unconditional, help: ArgumentHelp("Messages per second in total: open loop.", valueName: "rate"))
     var rate: String?
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp("blast: bytes each connection is owed; a shorter stream fails.", valueName: "bytes"))
+    var expectBytes: String?
+    @Flag(help: "blast: the server's close ends each stream, whatever its length (instead of --expect-bytes).")
+    var untilEof = false
+    @Option(
+        help: ArgumentHelp(
+            "Conditions the run must meet, else exit 1 (p99<5ms,max<50ms,errors=0,rate>=0.95,connections>=10k).",
+            valueName: "conditions"))
+    var failIf: String?
+    @Option(
+        parsing: .unconditional,
+        help: ArgumentHelp(
+            "Open loop in ramps, as k6 stages: DURATION:RATE,... from 0 (10s:1k,30s:50k,10s:0); the window is their sum.",
+            valueName: "stages"))
+    var rateStages: String?
+    @Option(
+        help: ArgumentHelp(
+            "Start traffic at this wall-clock time, after connecting (RFC 3339 or Unix seconds): many generators as one.",
+            valueName: "time"))
+    var startAt: String?
     @Flag(help: "Check received bytes (blast: the i % 251 pattern; request: the echo). Always on in echo.")
     var verify = false
     @Flag(help: "Run with fewer connections than asked, and accept connections lost during the run.")
@@ -58,8 +85,11 @@ struct Load: ParsableCommand {
 
     func run() throws {
         let generator: LoadGenerator
-        do {
+        do throws(LoadError) {
             generator = try LoadGenerator(configuration: makeConfiguration())
+            if let json {
+                do { try FileIO.checkWritable(json) } catch { throw LoadError("--json \(error.message)") }
+            }
         } catch {
             throw Self.fail(error.message, status: 2)
         }
@@ -95,7 +125,7 @@ struct Load: ParsableCommand {
             try ArgumentValues.rate(t, flag: "--connect-rate")
         }
         c.connectTimeout = try ArgumentValues.duration(connectTimeout, flag: "--connect-timeout")
-        c.duration = try ArgumentValues.duration(duration, flag: "--duration")
+        c.duration = try ArgumentValues.duration(duration ?? "10s", flag: "--duration")
         c.warmup = try ArgumentValues.duration(warmup, flag: "--warmup")
         c.messageBytes = try ArgumentValues.size(messageBytes, flag: "--message-bytes")
         if let payloadFile {
@@ -108,6 +138,20 @@ struct Load: ParsableCommand {
         c.pipeline = try pipeline.map { (t: String) throws(LoadError) in try ArgumentValues.count(t, flag: "--pipeline")
         }
         c.rate = try rate.map { (t: String) throws(LoadError) in try ArgumentValues.rate(t, flag: "--rate") }
+        c.expectBytes = try expectBytes.map { (t: String) throws(LoadError) in
+            try ArgumentValues.size(t, flag: "--expect-bytes")
+        }
+        c.untilEOF = untilEof
+        c.startAt = try startAt.map { (t: String) throws(LoadError) in
+            try ArgumentValues.wallClock(t, flag: "--start-at")
+        }
+        if let rateStages {
+            guard duration == nil else {
+                throw LoadError("--duration and --rate-stages exclude each other: the stages' total is the window")
+            }
+            c.rateStages = try RateStage.parse(rateStages)
+        }
+        c.failIf = try failIf.map { (t: String) throws(LoadError) in try Threshold.parse(t) } ?? []
         c.verify = verify
         c.allowPartial = allowPartial
         c.hdrLogPath = hdrLog
@@ -141,6 +185,8 @@ extension Load {
         func run() throws {
             guard !logs.isEmpty else { throw Load.fail("merge: give at least one interval log", status: 2) }
             do {
+                // Outputs first: a bad path fails before the logs are read.
+                for path in [output, load.json].compactMap({ $0 }) { try FileIO.checkWritable(path) }
                 let result = try HdrMerge.merge(paths: logs)
                 Output.line(result.summary)
                 if let output { try FileIO.write(result.log, to: output) }

@@ -135,6 +135,11 @@ extension LoadRuns {
             (["--message-bytes", "0"], "zcr load: --message-bytes must be at least 1, not 0"),
             (["--duration", "-1s"], "zcr load: --duration must not be negative, not -1s"),
             (["--duration", "0s"], "zcr load: --duration must be greater than 0"),
+            (
+                ["--duration", "1ns"],
+                "zcr load: --duration must be at least 10ms (a shorter window measures nothing), not 1 ns"
+            ),
+            (["--rate", "1e12"], "zcr load: --rate must be at most 1,000,000,000 msgs/s"),
             (["--duration", "soon"], "zcr load: --duration: 'soon' is not a duration (examples: 10s, 500ms, 2m)"),
             (["--rate", "-100"], "zcr load: --rate must be greater than 0, not -100"),
             (["--rate", "0"], "zcr load: --rate must be greater than 0, not 0"),

@@ -101,6 +101,9 @@ import Testing
         let json = try jsonObject(merged.json)
         let tags = try #require(json["tags"] as? [String: Any])
         #expect((tags["raw"] as? [String: Any])?["count"] as? Int == 6)
+        // Each tag's own mean (1...10 and 1...3), never one mean for all.
+        #expect((tags[""] as? [String: Any])?["mean"] as? Double == 5.5)
+        #expect((tags["raw"] as? [String: Any])?["mean"] as? Double == 2.0)
     }
 
     @Test func mergeThroughTheBinary() async throws {

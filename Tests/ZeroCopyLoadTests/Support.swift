@@ -23,6 +23,11 @@ final class PlainServer: @unchecked Sendable {
         case corruptingEcho(at: Int)
         case blast(bytes: Int, corruptAt: Int?)
         case sink
+        /// Echoes for `seconds` after accepting, then reads and never answers again (`stallStarts`: when each
+        /// connection first got bytes it did not answer).
+        case echoThenStall(seconds: Double)
+        /// Pairs connections as they arrive (1st with 2nd, ...): what one sends is echoed to the other.
+        case swappingEcho
     }
 
     let port: Int
@@ -61,6 +66,10 @@ final class PlainServer: @unchecked Sendable {
 
     var target: String { "127.0.0.1:\(port)" }
     var accepted: Int { state.withLock { $0.accepted } }
+    private let stalls = Mutex<[UInt64]>([])
+    private let unpaired = Mutex<Int32?>(nil)
+    /// CLOCK_MONOTONIC nanoseconds at which each stalling connection got its first unanswered byte.
+    var stallStarts: [UInt64] { stalls.withLock { $0 } }
 
     private func acceptLoop() {
         while true {
@@ -74,8 +83,19 @@ final class PlainServer: @unchecked Sendable {
                 s.fds.append(fd)
                 return s.accepted
             }
-            let t = startThread { [self] in serve(fd) }
-            state.withLock { $0.threads.append(t) }
+            if case .swappingEcho = mode {
+                if let other = unpaired.withLock({ p -> Int32? in
+                    defer { p = p == nil ? fd : nil }
+                    return p
+                }) {
+                    let a = startThread { [self] in relay(from: other, to: fd) }
+                    let b = startThread { [self] in relay(from: fd, to: other) }
+                    state.withLock { $0.threads += [a, b] }
+                }
+            } else {
+                let t = startThread { [self] in serve(fd) }
+                state.withLock { $0.threads.append(t) }
+            }
             if count >= acceptLimit {
                 shutdown(listenFD, Int32(SHUT_RDWR))
                 return
@@ -85,6 +105,8 @@ final class PlainServer: @unchecked Sendable {
 
     private func serve(_ fd: Int32) {
         switch mode {
+        case .swappingEcho:
+            return  // relayed in pairs
         case .echo, .corruptingEcho:
             var corruptAt = -1
             if case .corruptingEcho(let at) = mode { corruptAt = at }
@@ -95,6 +117,22 @@ final class PlainServer: @unchecked Sendable {
                 if n <= 0 { break }
                 if (offset..<offset + n).contains(corruptAt) { buffer[corruptAt - offset] ^= 0xff }
                 offset += n
+                guard sendAll(fd, buffer[0..<n]) else { break }
+            }
+        case .echoThenStall(let seconds):
+            let until = monotonicNanos() + UInt64(seconds * 1e9)
+            var buffer = [UInt8](repeating: 0, count: 65536)
+            var stalled = false
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { break }
+                if stalled { continue }
+                let now = monotonicNanos()
+                if now >= until {
+                    stalled = true
+                    stalls.withLock { $0.append(now) }
+                    continue
+                }
                 guard sendAll(fd, buffer[0..<n]) else { break }
             }
         case .sink:
@@ -112,6 +150,14 @@ final class PlainServer: @unchecked Sendable {
             shutdown(fd, Int32(SHUT_WR))
             var sink = [UInt8](repeating: 0, count: 4096)
             while sink.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, 0) }) > 0 {}
+        }
+    }
+
+    private func relay(from source: Int32, to sink: Int32) {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(source, $0.baseAddress, $0.count, 0) }
+            if n <= 0 || !sendAll(sink, buffer[0..<n]) { break }
         }
     }
 
@@ -135,6 +181,13 @@ final class PlainServer: @unchecked Sendable {
         for fd in fds { close(fd) }
         close(listenFD)
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (the clock the generator measures with).
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
 /// A loopback port with no listener (bound, read, released).
