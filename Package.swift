@@ -21,6 +21,8 @@ let package = Package(
         .executable(name: "zcr", targets: ["zcr"]),
         // Child processes with deadlines, for this package's tests and its Benchmarks package (not for embedding).
         .library(name: "ChildProcess", targets: ["ChildProcess"]),
+        // The memcpy counter as a shared object for LD_PRELOAD into any server (docs/profile.md).
+        .library(name: "ZeroCopyMemcpyCounter", type: .dynamic, targets: ["CZeroCopyMemcpyCounter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -39,6 +41,9 @@ let package = Package(
         .target(name: "CZeroCopyShims"),
         // zlib, linked as a system library: HdrHistogram logs deflate every histogram (ZeroCopyLoad).
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"]), .brew(["zlib"])]),
+        // memcpy and memmove that count bytes per thread (calls of 512 B or more), forwarding to the C library's.
+        // Linked into zcr only; other servers preload the ZeroCopyMemcpyCounter product. Nothing else depends on it.
+        .target(name: "CZeroCopyMemcpyCounter"),
         .target(
             name: "ZeroCopyReactor",
             dependencies: [
@@ -79,7 +84,7 @@ let package = Package(
         .executableTarget(
             name: "zcr",
             dependencies: [
-                "ZeroCopyReactor", "ZeroCopyProfiler", "ZeroCopyLoad", "ZeroCopyText",
+                "ZeroCopyReactor", "ZeroCopyProfiler", "ZeroCopyLoad", "ZeroCopyText", "CZeroCopyMemcpyCounter",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],

@@ -27,7 +27,12 @@ public enum ProfileRunner {
         defer { pool.shutdown() }
         let meter = ReactorMeter(pool: pool)
         return try withoutActuallyEscaping(progress) { (progress) throws(ProfileError) -> ProfileReport in
-            let sampler = Sampler(meter: meter, started: runStart, progress: progress)
+            // Duration-based phases are sampled to fit their length; completion-based ones (whose length is known
+            // only at the end) every 4 ms, thinned afterwards when there are too many points.
+            let interval =
+                options.scenario == .echo1k
+                ? SampleInterval.fitting(windowSeconds: options.durationSeconds) : SampleInterval.unknownLength
+            let sampler = Sampler(meter: meter, started: runStart, interval: interval, progress: progress)
             sampler.sample(.setup, event: "start")
             try driver.prepare(pool: pool)
             sampler.sample(.warmup, event: "warmup_start")
@@ -67,7 +72,8 @@ public enum ProfileRunner {
                 targets: ProfileReport.targets(
                     for: options.scenario, copyControl: options.copyControl, window: window,
                     verdict: verdict),
-                timeline: sampler.samples, notes: notes(meter: meter, method: method))
+                timeline: thinned(sampler.samples), notes: notes(meter: meter, method: method),
+                memcpyCounter: MemcpyCounterInfo(meter.memcpyCounter))
         }
     }
 
@@ -100,14 +106,27 @@ public enum ProfileRunner {
         }
     }
 
-    private static func sleep(until deadline: UInt64) {
+    /// At most about 600 points: every edge sample, and the periodic ones evenly thinned.
+    static func thinned(_ samples: [TimelineSample], limit: Int = 600) -> [TimelineSample] {
+        let ticks = samples.filter { $0.event == "tick" }.count
+        guard ticks > limit else { return samples }
+        let keepEvery = (ticks + limit - 1) / limit
+        var n = 0
+        return samples.filter { s in
+            guard s.event == "tick" else { return true }
+            defer { n += 1 }
+            return n % keepEvery == 0
+        }
+    }
+
+    static func sleep(until deadline: UInt64) {
         var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
         while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
     }
 
     /// The peak RSS inside the window, and how it was isolated. With the reset, VmHWM at the end is the window's
     /// peak. Without it, VmHWM is still the window's peak if it rose during the window; otherwise it is unknown.
-    private static func peakRSS(
+    static func peakRSS(
         reset: Bool, start: ProcessMemory?, end: ProcessMemory?, sampled: Int?
     ) -> (Int?, String) {
         guard let s = start, let e = end else { return (nil, "unavailable") }

@@ -1,5 +1,5 @@
 // The yes/no answer to "were bytes copied?", from figures alone: allocated bytes per byte sent, the library's
-// bytes-copied counter and the iovec checks. Pure logic, no measurement; it must never say yes on a figure it
+// bytes-copied counter, the iovec checks at the syscall boundary and the memcpy counter's bytes per byte sent. Pure logic, no measurement; it must never say yes on a figure it
 // does not have (an unavailable figure fails its check).
 
 /// The limits the verdict applies.
@@ -7,11 +7,16 @@ public struct Thresholds: Sendable, Equatable {
     public var maxAllocatedBytesPerByteSent: Double
     public var maxBytesCopied: Int
     public var maxForeignIovecs: Int
+    public var maxMemcpyBytesPerByteSent: Double
 
-    public init(maxAllocatedBytesPerByteSent: Double = 0.001, maxBytesCopied: Int = 0, maxForeignIovecs: Int = 0) {
+    public init(
+        maxAllocatedBytesPerByteSent: Double = 0.001, maxBytesCopied: Int = 0, maxForeignIovecs: Int = 0,
+        maxMemcpyBytesPerByteSent: Double = 0.01
+    ) {
         self.maxAllocatedBytesPerByteSent = maxAllocatedBytesPerByteSent
         self.maxBytesCopied = maxBytesCopied
         self.maxForeignIovecs = maxForeignIovecs
+        self.maxMemcpyBytesPerByteSent = maxMemcpyBytesPerByteSent
     }
 
     public static let standard = Thresholds()
@@ -53,21 +58,26 @@ public struct VerdictInput: Sendable, Equatable {
     public var bytesCopied: Int
     public var verifiedIovecs: Int
     public var foreignIovecs: Int
+    /// nil when the process has no memcpy counter.
+    public var memcpyBytesPerByteSent: Double?
 
     public init(
-        bytesSent: Int, allocatedBytesPerByteSent: Double?, bytesCopied: Int, verifiedIovecs: Int, foreignIovecs: Int
+        bytesSent: Int, allocatedBytesPerByteSent: Double?, bytesCopied: Int, verifiedIovecs: Int, foreignIovecs: Int,
+        memcpyBytesPerByteSent: Double?
     ) {
         self.bytesSent = bytesSent
         self.allocatedBytesPerByteSent = allocatedBytesPerByteSent
         self.bytesCopied = bytesCopied
         self.verifiedIovecs = verifiedIovecs
         self.foreignIovecs = foreignIovecs
+        self.memcpyBytesPerByteSent = memcpyBytesPerByteSent
     }
 
     public init(_ w: WindowFigures) {
         self.init(
             bytesSent: w.bytesSent, allocatedBytesPerByteSent: w.allocatedBytesPerByteSent, bytesCopied: w.bytesCopied,
-            verifiedIovecs: w.verifiedIovecs, foreignIovecs: w.foreignIovecs)
+            verifiedIovecs: w.verifiedIovecs, foreignIovecs: w.foreignIovecs,
+            memcpyBytesPerByteSent: w.memcpyBytesPerByteSent)
     }
 }
 
@@ -76,8 +86,12 @@ public struct Verdict: Sendable, Equatable {
     public var zeroCopy: Bool
     public var checks: [Check]
 
+    /// The checks that failed, by name ("foreign_iovecs", ...): what caught a copy.
+    public var failedChecks: [String] { checks.filter { !$0.passed }.map(\.name) }
+
     /// True only when allocated bytes per byte sent is at most the limit (and known), bytes copied is within its
-    /// limit, and the iovec checks ran and found no foreign iovec.
+    /// limit, the iovec checks ran and found no foreign iovec, and the memcpy counter saw at most its limit per byte
+    /// sent on the reactor threads (and was there to see).
     public static func evaluate(_ input: VerdictInput, thresholds: Thresholds = .standard) -> Verdict {
         let ratioDetail: String
         if input.bytesSent == 0 {
@@ -102,6 +116,16 @@ public struct Verdict: Sendable, Equatable {
                 detail: input.verifiedIovecs + input.foreignIovecs > 0
                     ? "iovecs handed to sendmsg that did not lie inside the memory the caller appended"
                     : "unavailable: no iovec was checked (verify mode off, or nothing sent)"),
+            Check(
+                name: "memcpy_bytes_per_byte_sent",
+                value: input.bytesSent > 0 ? input.memcpyBytesPerByteSent : nil,
+                limit: thresholds.maxMemcpyBytesPerByteSent, comparison: .atMost,
+                detail: input.bytesSent == 0
+                    ? "nothing was sent, so nothing is proven"
+                    : input.memcpyBytesPerByteSent == nil
+                        ? "unavailable: the memcpy counter is not in the process (preload libZeroCopyMemcpyCounter.so)"
+                        : "bytes memcpy'd or memmove'd on the reactor threads (calls of at least the counter's "
+                            + "threshold) per byte they sent"),
         ]
         return Verdict(zeroCopy: checks.allSatisfy(\.passed), checks: checks)
     }

@@ -2,8 +2,20 @@
 // and HTML reports. Parsing and printing only; the profiler is ZeroCopyProfiler. Exit status: 0 whatever the verdict,
 // 1 with --require-zero-copy and a false verdict, 2 for a run that could not finish, 64 for a bad command line.
 import ArgumentParser
+import CZeroCopyMemcpyCounter
 import Glibc
 import ZeroCopyProfiler
+
+/// zcr carries the memcpy counter (linked in, so its memcpy and memmove interpose on every library of the process).
+/// Its own symbols are not exported, so the profiler is handed them: every profile of zcr has the memcpy figure.
+enum LinkedMemcpyCounter {
+    static func register() {
+        MemcpyCounter.useLinked(
+            thread: { UnsafeMutableRawPointer(zcr_memcpy_counter_thread()) },
+            threshold: { zcr_memcpy_counter_threshold() },
+            totals: { zcr_memcpy_counter_totals($0) })
+    }
+}
 
 struct Profile: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -17,6 +29,11 @@ struct Profile: ParsableCommand {
     )
 
     @Option(help: "seed-large | seed-gather | small-many | echo-1k.") var scenario: String?
+    @Option(
+        help: ArgumentHelp(
+            "Profile a running server through its profiling endpoint (zcr serve --profile-socket PATH) instead of a "
+                + "scenario: --duration and --warmup set the window.", valueName: "path"))
+    var attach: String?
     @Option(help: "Loops (reactor threads), server and client together.") var threads = 2
     @Option(help: "Write the report as JSON here.") var json: String?
     @Option(help: "Write the HTML report here (one self-contained file).") var report: String?
@@ -28,8 +45,10 @@ struct Profile: ParsableCommand {
     @Option(help: "seed-large, seed-gather: payload in MiB.") var payloadMib = 1000
     @Option(help: "small-many: number of 64-byte messages.") var messages = 16 << 20
     @Option(help: "echo-1k: connections.") var connections = 1000
-    @Option(help: "echo-1k: measured seconds.") var duration = 10.0
-    @Option(help: "echo-1k: warm-up seconds.") var warmup = 1.0
+    @Option(help: "echo-1k, --attach: measured seconds.") var duration = 10.0
+    @Option(help: "echo-1k, --attach: warm-up seconds.") var warmup = 1.0
+    @Option(help: "The verdict's limit on bytes memcpy'd on the reactor threads per byte sent.")
+    var maxMemcpyBytesPerByte = Thresholds.standard.maxMemcpyBytesPerByteSent
     @Flag(help: "echo-1k: serve with the async face (ReactorPool.serve) instead of the callback handler.")
     var asyncServer = false
     @Flag(help: "No progress lines.") var quiet = false
@@ -48,8 +67,24 @@ struct Profile: ParsableCommand {
             }
             return
         }
+        guard duration > 0, duration <= 86400, warmup >= 0, warmup <= 86400 else {
+            throw ValidationError("--duration must be positive, --warmup not negative (both at most 86400 s)")
+        }
+        guard maxMemcpyBytesPerByte >= 0 else {
+            throw ValidationError("--max-memcpy-bytes-per-byte must not be negative")
+        }
+        if attach != nil {
+            guard scenario == nil else { throw ValidationError("--attach and --scenario exclude each other") }
+            guard !copyControl else {
+                throw ValidationError("--copy-control is the scenarios'; start the server with its own copy control")
+            }
+            guard maxAllocatedBytesPerByte >= 0 else {
+                throw ValidationError("--max-allocated-bytes-per-byte must not be negative")
+            }
+            return
+        }
         guard let name = scenario else {
-            throw ValidationError("--scenario is required: \(Self.names)")
+            throw ValidationError("--scenario or --attach is required: \(Self.names)")
         }
         guard ScenarioName(rawValue: name) != nil else {
             throw ValidationError("unknown scenario '\(name)': \(Self.names)")
@@ -69,12 +104,34 @@ struct Profile: ParsableCommand {
     static var names: String { ScenarioName.allCases.map(\.rawValue).joined(separator: ", ") }
 
     func run() throws {
+        LinkedMemcpyCounter.register()
         if selfTest {
             do {
                 print(try KnownWork.run(count: selfTestCount, byteCount: selfTestBytes).json(), terminator: "")
             } catch {
                 throw Self.fail("\(error)")
             }
+            return
+        }
+        // Files are checked before any work, not after it.
+        for (flag, path) in [("--json", json), ("--report", report)] {
+            if let path, let problem = Output.unwritable(path) { throw Self.fail("\(flag) \(path): \(problem)") }
+        }
+        var thresholds = Thresholds.standard
+        thresholds.maxAllocatedBytesPerByteSent = maxAllocatedBytesPerByte
+        thresholds.maxMemcpyBytesPerByteSent = maxMemcpyBytesPerByte
+        if let attach {
+            var options = AttachOptions(path: attach)
+            options.durationSeconds = duration
+            options.warmupSeconds = warmup
+            options.thresholds = thresholds
+            let result: ProfileReport
+            do {
+                result = try AttachRunner.run(options) { sample in if !quiet { Output.line(sample.progressLine) } }
+            } catch {
+                throw Self.fail("\(error)")
+            }
+            try finish(result)
             return
         }
         var options = ProfileOptions(scenario: ScenarioName(rawValue: scenario!)!)
@@ -86,7 +143,8 @@ struct Profile: ParsableCommand {
         options.durationSeconds = duration
         options.warmupSeconds = warmup
         options.asyncServer = asyncServer
-        options.thresholds.maxAllocatedBytesPerByteSent = maxAllocatedBytesPerByte
+        options.thresholds = thresholds
+        if let problem = options.memoryProblem() { throw Self.fail(problem) }
         if options.scenario == .echo1k { Self.raiseDescriptorLimit(needed: 2 * connections + 64) }
 
         let result: ProfileReport
@@ -95,6 +153,10 @@ struct Profile: ParsableCommand {
         } catch {
             throw Self.fail("\(error)")
         }
+        try finish(result)
+    }
+
+    private func finish(_ result: ProfileReport) throws {
         Output.line(result.summary)
         if let json { try Self.write(result.json(), to: json) }
         if let report { try Self.write(result.html(), to: report) }

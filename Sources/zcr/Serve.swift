@@ -6,6 +6,7 @@ import Glibc
 import Logging
 import Synchronization
 import ZeroCopyLoad
+import ZeroCopyProfiler
 import ZeroCopyReactor
 import ZeroCopyText
 
@@ -44,6 +45,11 @@ struct Serve: ParsableCommand {
     var readMemoryBudget: String?
     @Option(help: "Write the counters as JSON to this file at exit (checked before the server starts).")
     var statsJSON: String?
+    @Option(
+        help: ArgumentHelp(
+            "Serve live profiling snapshots on this Unix socket (mode 0600) for zcr profile --attach; turns on the "
+                + "iovec checks.", valueName: "path"))
+    var profileSocket: String?
 
     func validate() throws {
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
@@ -101,6 +107,7 @@ struct Serve: ParsableCommand {
         // A reader that goes away (`zcr serve | head -1`) must not kill the server: its writes to stdout then fail
         // with EPIPE, which Output drops. The library itself never needs this (it sends with MSG_NOSIGNAL).
         signal(SIGPIPE, SIG_IGN)
+        LinkedMemcpyCounter.register()
         let signals = Signals.blockTermination()
         var configuration = ReactorConfiguration(loops: threads)
         let (timeouts, max, budget) = try bounds()
@@ -112,6 +119,7 @@ struct Serve: ParsableCommand {
             throw ExitCode.failure
         }
         configuration.zeroCopyThreshold = try zeroCopyThreshold()
+        if profileSocket != nil { configuration.verifyIovecs = true }  // the attached verdict's iovec evidence
         configuration.socketSendBuffer = sendBuffer
         configuration.socketReceiveBuffer = receiveBuffer
         configuration.logger = Logger(label: "zcr serve", factory: { StreamLogHandler.standardError(label: $0) })
@@ -146,10 +154,22 @@ struct Serve: ParsableCommand {
             Output.error("zcr serve: cannot listen on \(place): \(error)")
             throw ExitCode.failure
         }
+        var endpoint: ProfilingEndpoint?
+        if let path = profileSocket {
+            do {
+                endpoint = try ProfilingEndpoint(pool: pool, path: path)
+            } catch {
+                pool.shutdown()
+                Output.error("zcr serve: --profile-socket \(error)")
+                throw ExitCode.failure
+            }
+        }
         Output.line("listening on \(address) (\(threads) loops)")
+        if let path = profileSocket { Output.line("profiling endpoint at \(path)") }
         var first = signals.wait()
         while first == SIGUSR1 { first = signals.wait() }  // a stray SIGUSR1 before shutdown means nothing
         Output.line("signal \(first): shutting down")
+        endpoint?.close()  // before the loops stop: it reads their threads' counters
         drain(pool, signals)
         for c in pool.counters() {
             let calls = "\(c.write.syscalls) calls (\(Output.fixed(c.slicesPerCall)) slices/call)"

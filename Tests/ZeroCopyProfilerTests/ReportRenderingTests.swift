@@ -85,7 +85,7 @@ import Testing
         #expect(json["reactor_threads"][0]["arena"].int == 9)
         #expect(
             json["verdict_checks"].array.map { $0["name"].string } == [
-                "allocated_bytes_per_byte_sent", "bytes_copied", "foreign_iovecs",
+                "allocated_bytes_per_byte_sent", "bytes_copied", "foreign_iovecs", "memcpy_bytes_per_byte_sent",
             ])
     }
 

@@ -82,7 +82,7 @@ func temporaryPath(_ name: String) -> String {
 /// Crafted figures: one loop reading with the given cumulative values.
 func reading(
     loop: Int, allocated: UInt64?, requests: UInt64?, bytesWritten: Int, copied: Int = 0,
-    verified: Int = 0, foreign: Int = 0, sendmsg: Int = 0, send: Int = 0, slices: Int = 0
+    verified: Int = 0, foreign: Int = 0, sendmsg: Int = 0, send: Int = 0, slices: Int = 0, memcpy: UInt64? = 0
 ) -> LoopReading {
     var c = LoopCounters()
     c.loop = loop
@@ -93,9 +93,11 @@ func reading(
     c.write.sendCalls = send
     c.write.slicesWritten = slices
     c.bytesCopied = copied
-    return LoopReading(
+    var r = LoopReading(
         loop: loop, threadID: Int32(100 + loop), arena: allocated == nil ? nil : UInt32(9 + loop),
         allocatedBytes: allocated, deallocatedBytes: allocated, requests: requests, counters: c)
+    r.memcpy = memcpy.map { MemcpySlot.Counts(memcpyBytes: $0, memcpyCalls: $0 / 4096, memmoveBytes: 0, memmoveCalls: 0) }
+    return r
 }
 
 /// A crafted report around `window`.
@@ -115,7 +117,7 @@ func craftedReport(
         heap: HeapStats(
             allocated: 1 << 20, active: 2 << 20, resident: 3 << 20, mapped: 4 << 20,
             metadata: 1 << 16),
-        rss: 50 << 20, rssPeak: 51 << 20, bytesCopied: window.bytesCopied)
+        rss: 50 << 20, rssPeak: 51 << 20, bytesCopied: window.bytesCopied, memcpyBytes: window.reactorMemcpyBytes)
     return ProfileReport(
         scenario: scenario, copyControl: copyControl, threads: window.threads.count,
         parameters: [("payload_bytes", window.bytesSent)], allocator: a, dedicatedArenas: a.isJemalloc, window: window,

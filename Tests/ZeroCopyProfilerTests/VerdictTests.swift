@@ -7,12 +7,14 @@ import Testing
 @Suite struct VerdictTests {
     static let clean = VerdictInput(
         bytesSent: 1000 << 20, allocatedBytesPerByteSent: 0, bytesCopied: 0,
-        verifiedIovecs: 41, foreignIovecs: 0)
+        verifiedIovecs: 41, foreignIovecs: 0, memcpyBytesPerByteSent: 0)
 
     @Test func zeroCopyWhenEveryCheckPasses() {
         let v = Verdict.evaluate(Self.clean)
         #expect(v.zeroCopy)
-        #expect(v.checks.map(\.name) == ["allocated_bytes_per_byte_sent", "bytes_copied", "foreign_iovecs"])
+        #expect(v.checks.map(\.name) == [
+                "allocated_bytes_per_byte_sent", "bytes_copied", "foreign_iovecs", "memcpy_bytes_per_byte_sent",
+            ])
         #expect(v.checks.allSatisfy { $0.passed })
     }
 
@@ -32,19 +34,25 @@ import Testing
             "allocated_bytes_per_byte_sent",
             VerdictInput(
                 bytesSent: 1 << 20, allocatedBytesPerByteSent: 1.0, bytesCopied: 0,
-                verifiedIovecs: 5, foreignIovecs: 0)
+                verifiedIovecs: 5, foreignIovecs: 0, memcpyBytesPerByteSent: 0)
         ),
         (
             "bytes_copied",
             VerdictInput(
                 bytesSent: 1 << 20, allocatedBytesPerByteSent: 0, bytesCopied: 1,
-                verifiedIovecs: 5, foreignIovecs: 0)
+                verifiedIovecs: 5, foreignIovecs: 0, memcpyBytesPerByteSent: 0)
         ),
         (
             "foreign_iovecs",
             VerdictInput(
                 bytesSent: 1 << 20, allocatedBytesPerByteSent: 0, bytesCopied: 0,
-                verifiedIovecs: 5, foreignIovecs: 1)
+                verifiedIovecs: 5, foreignIovecs: 1, memcpyBytesPerByteSent: 0)
+        ),
+        (
+            "memcpy_bytes_per_byte_sent",
+            VerdictInput(
+                bytesSent: 1 << 20, allocatedBytesPerByteSent: 0, bytesCopied: 0,
+                verifiedIovecs: 5, foreignIovecs: 0, memcpyBytesPerByteSent: 1.0)
         ),
     ])
     func oneFailingConditionIsEnough(failing: String, input: VerdictInput) {
@@ -59,9 +67,30 @@ import Testing
         let v = Verdict.evaluate(
             VerdictInput(
                 bytesSent: 1 << 20, allocatedBytesPerByteSent: 0, bytesCopied: 1 << 20,
-                verifiedIovecs: 0, foreignIovecs: 16))
+                verifiedIovecs: 0, foreignIovecs: 16, memcpyBytesPerByteSent: 0))
         #expect(!v.zeroCopy)
         #expect(v.checks.filter { !$0.passed }.map(\.name) == ["bytes_copied", "foreign_iovecs"])
+    }
+
+    @Test func aCopyIntoReusedMemoryTheLibraryDoesNotCountIsCaughtByTheIovecAndMemcpyChecks() {
+        // The reuse control seen from outside: nothing allocated, so the allocation check passes; the bytes handed
+        // to the kernel were a staging buffer's (foreign) and memcpy moved as many bytes as were sent.
+        let v = Verdict.evaluate(
+            VerdictInput(
+                bytesSent: 1 << 20, allocatedBytesPerByteSent: 0.0001, bytesCopied: 0, verifiedIovecs: 0,
+                foreignIovecs: 256, memcpyBytesPerByteSent: 1.0))
+        #expect(!v.zeroCopy)
+        #expect(v.failedChecks == ["foreign_iovecs", "memcpy_bytes_per_byte_sent"])
+    }
+
+    @Test func withoutTheMemcpyCounterTheVerdictIsNeverYes() {
+        var input = Self.clean
+        input.memcpyBytesPerByteSent = nil
+        let v = Verdict.evaluate(input)
+        #expect(!v.zeroCopy)
+        #expect(v.failedChecks == ["memcpy_bytes_per_byte_sent"])
+        #expect(v.checks[3].value == nil)
+        #expect(v.checks[3].detail.contains("unavailable"))
     }
 
     @Test func withoutAllocatorFiguresTheVerdictIsNeverYes() {
@@ -79,7 +108,7 @@ import Testing
         let v = Verdict.evaluate(
             VerdictInput(
                 bytesSent: 0, allocatedBytesPerByteSent: 0, bytesCopied: 0,
-                verifiedIovecs: 0, foreignIovecs: 0))
+                verifiedIovecs: 0, foreignIovecs: 0, memcpyBytesPerByteSent: 0))
         #expect(!v.zeroCopy)
         #expect(v.checks[0].value == nil)
         #expect(v.checks[2].value == nil)

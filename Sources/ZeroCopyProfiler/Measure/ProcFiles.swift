@@ -65,3 +65,44 @@ enum ProcFiles {
         return nil
     }
 }
+
+/// Whether a run's memory can fit before it starts: MemAvailable (/proc/meminfo) and the address-space limit
+/// (RLIMIT_AS, against VmSize now). A figure it cannot read does not refuse anything.
+public enum MemoryFit {
+    /// nil when `bytes` more can be allocated and touched; else why not, in one line.
+    public static func problem(bytes: Int, what: String) -> String? {
+        if let text = ProcFiles.read("/proc/meminfo"), let kib = ProcFiles.kilobytes(field: "MemAvailable:", in: text),
+            bytes > kib * 1024
+        {
+            return "\(what) needs \(Format.bytes(bytes)) but only \(Format.bytes(kib * 1024)) is available "
+                + "(MemAvailable): refusing to start"
+        }
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_AS.rawValue), &limit) == 0, limit.rlim_cur != rlim_t.max {
+            let used =
+                ProcFiles.read("/proc/self/status").flatMap { ProcFiles.kilobytes(field: "VmSize:", in: $0) }.map {
+                    $0 * 1024
+                } ?? 0
+            if UInt64(used) + UInt64(bytes) > UInt64(limit.rlim_cur) {
+                return "\(what) needs \(Format.bytes(bytes)) but the address-space limit (RLIMIT_AS) leaves "
+                    + "\(Format.bytes(max(0, Int(clamping: limit.rlim_cur) - used))): refusing to start"
+            }
+        }
+        return nil
+    }
+}
+
+extension ProfileOptions {
+    /// Why this run's payload cannot fit in memory, or nil (seed scenarios: the payload, twice with the copy
+    /// control, whose copy is as large).
+    public func memoryProblem() -> String? {
+        switch scenario {
+        case .seedLarge, .seedGather:
+            let bytes = payloadBytes.multipliedReportingOverflow(by: copyControl ? 2 : 1)
+            return MemoryFit.problem(
+                bytes: bytes.overflow ? .max : bytes.partialValue,
+                what: "--payload-mib \(payloadBytes >> 20)\(copyControl ? " with --copy-control" : "")")
+        case .smallMany, .echo1k: return nil
+        }
+    }
+}

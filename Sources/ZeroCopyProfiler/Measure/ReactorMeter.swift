@@ -10,6 +10,7 @@ struct LoopProbe: Sendable {
     var threadID: Int32
     var arena: ArenaRequestNames?
     var counters: ThreadCounterPointers?
+    var memcpy: MemcpySlot?
 }
 
 /// One loop thread at one moment. Cumulative values; subtract two snapshots for a window.
@@ -23,6 +24,8 @@ public struct LoopReading: Sendable {
     /// Allocation requests of the thread's arena; only read after the thread flushed its cache, else nil.
     public var requests: UInt64?
     public var counters: LoopCounters
+    /// The thread's memcpy/memmove counts (nil when the memcpy counter is not in the process).
+    public var memcpy: MemcpySlot.Counts? = nil
 }
 
 /// Every loop of a pool, plus process-wide levels, at one moment.
@@ -43,6 +46,8 @@ public struct MeterSnapshot: Sendable {
 public final class ReactorMeter: Sendable {
     public let pool: ReactorPool
     public let allocator: AllocatorInfo
+    /// The memcpy counter, when the process has one (zcr links it; other servers preload it).
+    public let memcpyCounter: MemcpyCounter?
     let mallctl: Mallctl?
     let probes: [LoopProbe]
     /// `stats.arenas.<all>` request counters, read only when thread caches are off.
@@ -55,6 +60,8 @@ public final class ReactorMeter: Sendable {
         allocator = AllocatorInfo.detect()
         let m = allocator.statisticsAvailable ? Mallctl.find() : nil
         mallctl = m
+        let counter = MemcpyCounter.find()
+        memcpyCounter = counter
         // 4096 is MALLCTL_ARENAS_ALL: the sum over every arena.
         allArenas = m != nil && allocator.threadCache == false ? ArenaRequestNames(arena: 4096) : nil
         probes = pool.loops.map { loop in
@@ -63,7 +70,7 @@ public final class ReactorMeter: Sendable {
                 let arena = dedicatedArenas ? m?.assignDedicatedArena().map { ArenaRequestNames(arena: $0) } : nil
                 return LoopProbe(
                     loop: index, threadID: zcr_thread_id(), arena: arena,
-                    counters: m.flatMap { ThreadCounterPointers.current($0) })
+                    counters: m.flatMap { ThreadCounterPointers.current($0) }, memcpy: counter?.currentThread())
             }
             guard let probe else { preconditionFailure("loop \(index) stopped before the meter was set up") }
             return probe
@@ -90,6 +97,7 @@ public final class ReactorMeter: Sendable {
         }
         let counters = pool.counters()
         for i in readings.indices where i < counters.count { readings[i].counters = counters[i] }
+        for i in readings.indices { readings[i].memcpy = probes[i].memcpy?.read() }
         var snapshot = MeterSnapshot(nanos: start, loops: readings)
         if let m {
             // One `epoch` write refreshes both the levels and the arenas' request counts (merged by the flushes above).
@@ -121,4 +129,9 @@ extension MeterSnapshot {
 
     public var bytesWritten: Int { loops.reduce(0) { $0 + $1.counters.write.bytesWritten } }
     public var bytesCopied: Int { loops.reduce(0) { $0 + $1.counters.bytesCopied } }
+
+    /// Bytes memcpy'd and memmove'd on the reactor threads (nil without the memcpy counter).
+    public var reactorMemcpyBytes: UInt64? {
+        loops.reduce(UInt64(0) as UInt64?) { sum, r in sum.flatMap { s in r.memcpy.map { s &+ $0.bytes } } }
+    }
 }

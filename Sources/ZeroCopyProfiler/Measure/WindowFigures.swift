@@ -17,6 +17,12 @@ public struct ThreadFigures: Sendable {
     public var bytesCopied: Int
     public var wakeups: Int
     public var iterations: Int
+    /// Bytes memcpy'd and memmove'd by this thread in calls at or above the counter's threshold, and those calls
+    /// (nil without the memcpy counter).
+    public var memcpyBytes: UInt64? = nil
+    public var memcpyCalls: UInt64? = nil
+    /// Read-buffer memory the loop holds for slices at the window's end (a level, not a delta).
+    public var readBytesHeld: Int = 0
 }
 
 /// Everything measured between the window's two edges.
@@ -66,7 +72,9 @@ public struct WindowFigures: Sendable {
                 reads: b.counters.reads - a.counters.reads, write: w,
                 bytesCopied: b.counters.bytesCopied - a.counters.bytesCopied,
                 wakeups: b.counters.wakeups - a.counters.wakeups,
-                iterations: b.counters.iterations - a.counters.iterations)
+                iterations: b.counters.iterations - a.counters.iterations,
+                memcpyBytes: Self.minus(b.memcpy?.bytes, a.memcpy?.bytes),
+                memcpyCalls: Self.minus(b.memcpy?.calls, a.memcpy?.calls), readBytesHeld: b.counters.readBytesHeld)
         }
     }
 
@@ -97,6 +105,9 @@ public struct WindowFigures: Sendable {
     public var reactorBytesDeallocated: UInt64? { total(\.deallocatedBytes) }
     public var reactorAllocations: UInt64? { total(\.allocations) }
     public var bytesCopied: Int { threads.reduce(0) { $0 + $1.bytesCopied } }
+    public var reactorMemcpyBytes: UInt64? { total(\.memcpyBytes) }
+    public var reactorMemcpyCalls: UInt64? { total(\.memcpyCalls) }
+    public var readBytesHeld: Int { threads.reduce(0) { $0 + $1.readBytesHeld } }
     public var verifiedIovecs: Int { threads.reduce(0) { $0 + $1.write.verifiedIovecs } }
     public var foreignIovecs: Int { threads.reduce(0) { $0 + $1.write.foreignIovecs } }
     public var sendCalls: Int { threads.reduce(0) { $0 + $1.write.sendCalls } }
@@ -112,6 +123,12 @@ public struct WindowFigures: Sendable {
     public var allocatedBytesPerByteSent: Double? {
         guard let a = reactorBytesAllocated, bytesSent > 0 else { return nil }
         return Double(a) / Double(bytesSent)
+    }
+
+    /// Bytes memcpy'd on the reactor threads per byte they sent.
+    public var memcpyBytesPerByteSent: Double? {
+        guard let m = reactorMemcpyBytes, bytesSent > 0 else { return nil }
+        return Double(m) / Double(bytesSent)
     }
 
     public var allocationsPerWrite: Double? {

@@ -26,6 +26,35 @@ enum JSONValue {
         return out
     }
 
+    /// On one line, no spaces: the profiling endpoint's answers.
+    func renderLine() -> String {
+        var out = ""
+        writeLine(into: &out)
+        return out
+    }
+
+    private func writeLine(into out: inout String) {
+        switch self {
+        case .array(let items):
+            out += "["
+            for (i, item) in items.enumerated() {
+                if i > 0 { out += "," }
+                item.writeLine(into: &out)
+            }
+            out += "]"
+        case .object(let members):
+            out += "{"
+            for (i, (key, value)) in members.enumerated() {
+                if i > 0 { out += "," }
+                Self.quote(key, into: &out)
+                out += ":"
+                value.writeLine(into: &out)
+            }
+            out += "}"
+        default: write(into: &out, indent: 0)
+        }
+    }
+
     private func write(into out: inout String, indent: Int) {
         switch self {
         case .null: out += "null"

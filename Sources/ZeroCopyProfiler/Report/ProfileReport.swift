@@ -22,12 +22,47 @@ public struct TimelineSample: Sendable {
     public var rss: Int?
     public var rssPeak: Int?
     public var bytesCopied: Int
+    /// Bytes memcpy'd on the reactor threads since the meter was set up (nil without the memcpy counter).
+    public var memcpyBytes: UInt64? = nil
+}
+
+/// The server a report was attached to (`zcr profile --attach`).
+public struct AttachedServer: Sendable {
+    public var path: String
+    public var pid: Int
+    /// The server's copy control ("allocate", "reuse"), nil when it has none.
+    public var copyControl: String?
+    public var verifyIovecs: Bool
+    public var allocationCountsExact: Bool
+    public var warmupSeconds: Double
+    public var durationSeconds: Double
+    public var sampleIntervalSeconds: Double
+}
+
+/// Whether the process had the memcpy counter, and how it was set up.
+public struct MemcpyCounterInfo: Sendable, Equatable {
+    public var present: Bool
+    public var thresholdBytes: Int?
+    /// The preloaded shared object, or nil when linked into the executable (zcr) or absent.
+    public var library: String?
+
+    public init(present: Bool, thresholdBytes: Int?, library: String?) {
+        self.present = present
+        self.thresholdBytes = thresholdBytes
+        self.library = library
+    }
+
+    public init(_ counter: MemcpyCounter?) {
+        self.init(present: counter != nil, thresholdBytes: counter?.thresholdBytes, library: counter?.library)
+    }
 }
 
 /// Everything one run measured and concluded.
 public struct ProfileReport: Sendable {
     public static let schemaVersion = 1
-    public var scenario: ScenarioName
+    /// The scenario run in this process, or nil when the report is of an attached server.
+    public var scenario: ScenarioName?
+    public var attached: AttachedServer? = nil
     public var copyControl: Bool
     public var threads: Int
     /// The scenario's own parameters (payload size, messages, connections, ...).
@@ -42,17 +77,20 @@ public struct ProfileReport: Sendable {
     public var peakRSSMethod: String
     public var verdict: Verdict
     public var thresholds: Thresholds
-    /// The issue's targets for this scenario, checked against this run (they do not change the verdict).
+    /// The targets for this scenario, checked against this run (they do not change the verdict).
     public var targets: [Check]
     public var timeline: [TimelineSample]
     public var notes: [String]
+    public var memcpyCounter = MemcpyCounterInfo(present: false, thresholdBytes: nil, library: nil)
 
     public var zeroCopy: Bool { verdict.zeroCopy }
+    /// "seed-large", ..., or "attach".
+    public var subject: String { scenario?.rawValue ?? "attach" }
 }
 
 extension ProfileReport {
-    /// The targets the issue sets for `scenario` (with or without the copy control).
-    static func targets(for scenario: ScenarioName, copyControl: Bool, window w: WindowFigures, verdict: Verdict)
+    /// The targets for `scenario` (with or without the copy control); nil is an attached server.
+    static func targets(for scenario: ScenarioName?, copyControl: Bool, window w: WindowFigures, verdict: Verdict)
         -> [Check]
     {
         let ratio = w.bytesSent > 0 ? w.allocatedBytesPerByteSent : nil
@@ -61,6 +99,7 @@ extension ProfileReport {
                 Check(
                     name: "allocated_bytes_per_byte_sent", value: ratio, limit: 0.9, comparison: .atLeast,
                     detail: "the copy control must be caught allocating about one byte per byte sent"),
+            ].filter { _ in scenario != nil } + [
                 Check(
                     name: "zero_copy", value: verdict.zeroCopy ? 1 : 0, limit: 0, comparison: .atMost,
                     detail: "the copy control must get a false verdict"),
@@ -85,7 +124,7 @@ extension ProfileReport {
                 Check(
                     name: "allocations_per_write", value: w.allocationsPerWrite, limit: 0, comparison: .atMost,
                     detail: "no allocation per write in the window"))
-        case .seedGather, .echo1k:
+        case .seedGather, .echo1k, nil:
             break
         }
         return checks

@@ -29,6 +29,12 @@ enum HTML {
 }
 
 extension ProfileReport {
+    /// What was profiled: the scenario, or the attached server's endpoint.
+    var heading: String {
+        guard let a = attached else { return subject }
+        return "server \(a.pid) at \(a.path)" + (a.copyControl.map { " (copy control: \($0))" } ?? "")
+    }
+
     /// The whole page.
     public func html() -> String {
         let w = window
@@ -36,9 +42,9 @@ extension ProfileReport {
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
-            <title>zcr profile: \(HTML.escape(scenario.rawValue))\(copyControl ? " (copy control)" : "")</title>
+            <title>zcr profile: \(HTML.escape(heading))\(copyControl ? " (copy control)" : "")</title>
             <style>\(Self.style)</style></head><body>
-            <h1>zcr profile: \(HTML.escape(scenario.rawValue))\(copyControl ? Self.copyControlTag : "")</h1>
+            <h1>zcr profile: \(HTML.escape(heading))\(copyControl ? Self.copyControlTag : "")</h1>
 
             """
         page += verdictSection()
@@ -55,9 +61,15 @@ extension ProfileReport {
                 ],
                 ["allocated bytes per byte sent", Format.ratio(w.allocatedBytesPerByteSent)],
                 ["reactor allocations", Format.count(w.reactorAllocations)],
-                ["writes", Format.count(w.writes)],
+                ["writes", attached == nil ? Format.count(w.writes) : "unknown (an attached server)"],
                 ["allocations per write", Format.ratio(w.allocationsPerWrite)],
                 ["bytes copied by the library", Format.bytes(w.bytesCopied)],
+                [
+                    "bytes memcpy'd on reactor threads",
+                    "\(Format.bytes(w.reactorMemcpyBytes)) in \(Format.count(w.reactorMemcpyCalls)) calls",
+                ],
+                ["bytes memcpy'd on reactor threads per byte sent", Format.ratio(w.memcpyBytesPerByteSent)],
+                ["read-buffer memory held at the end", Format.bytes(w.readBytesHeld)],
                 ["peak RSS growth in the window", "\(Format.bytes(w.peakRSSGrowth)) (\(peakRSSMethod))"],
                 ["RSS at window start / peak", "\(Format.bytes(w.rssAtStart)) / \(Format.bytes(w.peakRSS))"],
                 ["driver thread allocated (not a reactor thread)", Format.bytes(w.driverAllocatedBytes)],
@@ -80,11 +92,12 @@ extension ProfileReport {
                     ["foreign iovecs (outside it)", Format.count(w.foreignIovecs)],
                 ], numeric: false) + "</section>\n"
         page += "<section><h2>Allocator</h2>\n" + allocatorTable() + "</section>\n"
+        page += "<section><h2>Memcpy counter</h2>\n" + memcpyTable() + "</section>\n"
         page +=
-            "<section><h2>Scenario</h2>\n"
+            "<section><h2>\(attached == nil ? "Scenario" : "Server")</h2>\n"
             + HTML.table(
                 ["parameter", "value"],
-                [["loops", "\(threads)"], ["copy control", copyControl ? "yes" : "no"]]
+                [["loops", "\(threads)"], ["copy control", copyControlText]] + attachedRows
                     + parameters.map { [$0.0, Format.count($0.1)] }, numeric: false)
         if !notes.isEmpty {
             page += "<ul class=\"notes\">" + notes.map { "<li>\(HTML.escape($0))</li>" }.joined() + "</ul>\n"
@@ -107,11 +120,16 @@ extension ProfileReport {
         s += " the library copied \(Format.bytes(w.bytesCopied));"
         s += " \(Format.count(w.verifiedIovecs + w.foreignIovecs)) iovecs were checked"
         s += " and \(Format.count(w.foreignIovecs))"
-        s += " lay outside the memory the caller appended.</p>\n"
+        s += " lay outside the memory the caller appended;"
+        s += " the reactor threads memcpy'd \(Format.bytes(w.reactorMemcpyBytes))"
+        s += " (\(Format.ratio(w.memcpyBytesPerByteSent)) bytes per byte sent).</p>\n"
+        if !yes {
+            s += "<p class=\"caught\">Caught by: \(HTML.escape(verdict.failedChecks.joined(separator: ", "))).</p>\n"
+        }
         s += HTML.table(
             ["check", "value", "limit", "result", "meaning"], verdict.checks.map(Self.cells), kind: "checks")
         if !targets.isEmpty {
-            s += "<h3>The issue's targets for this scenario</h3>\n"
+            s += "<h3>Targets\(attached == nil ? " for this scenario" : "")</h3>\n"
             s += HTML.table(["target", "value", "limit", "result", "meaning"], targets.map(Self.cells), kind: "checks")
         }
         return s + "</section>\n"
@@ -146,7 +164,7 @@ extension ProfileReport {
             series: [.init(name: "sent", color: "#1f77b4", points: points { $0.throughputBytesPerSecond })],
             window: window, yLabel: { Format.bytes($0) + "/s" })
         let allocated = SVGChart(
-            title: "Allocated bytes",
+            title: "Allocated and memcpy'd bytes",
             series: [
                 .init(
                     name: "reactor threads (cumulative)", color: "#d62728",
@@ -154,6 +172,9 @@ extension ProfileReport {
                 .init(
                     name: "heap live (stats.allocated)", color: "#2ca02c",
                     points: points { $0.heap.map { Double($0.allocated) } }),
+                .init(
+                    name: "memcpy'd, reactor threads (cumulative)", color: "#8c564b",
+                    points: points { $0.memcpyBytes.map { Double($0) } }),
             ],
             window: window, yLabel: { Format.bytes($0) })
         let rss = SVGChart(
@@ -170,14 +191,15 @@ extension ProfileReport {
         HTML.table(
             [
                 "loop", "thread id", "arena", "allocated", "freed", "allocations", "sent", "received", "syscalls",
-                "slices", "copied",
+                "slices", "copied", "memcpy'd", "read memory held",
             ],
             window.threads.map { t in
                 [
                     "\(t.loop)", "\(t.threadID)", t.arena.map { "\($0)" } ?? "none",
                     Format.bytes(t.allocatedBytes), Format.bytes(t.deallocatedBytes), Format.count(t.allocations),
                     Format.bytes(t.bytesWritten), Format.bytes(t.bytesRead), Format.count(t.write.syscalls),
-                    Format.count(t.write.slicesWritten), Format.bytes(t.bytesCopied),
+                    Format.count(t.write.slicesWritten), Format.bytes(t.bytesCopied), Format.bytes(t.memcpyBytes),
+                    Format.bytes(t.readBytesHeld),
                 ]
             })
     }
@@ -208,6 +230,32 @@ extension ProfileReport {
             ], numeric: false)
     }
 
+    private var copyControlText: String {
+        if let a = attached { return a.copyControl ?? "none" }
+        return copyControl ? "yes (writeCopying)" : "no"
+    }
+
+    private var attachedRows: [[String]] {
+        guard let a = attached else { return [] }
+        return [
+            ["endpoint", a.path], ["pid", "\(a.pid)"], ["verify mode (iovec checks)", a.verifyIovecs ? "on" : "off"],
+            ["allocation counts exact", a.allocationCountsExact ? "yes (thread caches off)" : "no"],
+            ["warm-up", Format.seconds(a.warmupSeconds)], ["window asked for", Format.seconds(a.durationSeconds)],
+            ["sample interval", Format.seconds(a.sampleIntervalSeconds)],
+        ]
+    }
+
+    private func memcpyTable() -> String {
+        let m = memcpyCounter
+        return HTML.table(
+            ["setting", "value"],
+            [
+                ["counter", m.present ? "present" : "absent (figures unavailable)"],
+                ["loaded by", m.present ? (m.library.map { "LD_PRELOAD (\($0))" } ?? "linked into the executable") : "n/a"],
+                ["threshold", m.thresholdBytes.map { "calls of at least \(Format.bytes($0))" } ?? "unavailable"],
+            ], numeric: false)
+    }
+
     static let copyControlTag = " <span class=\"tag\">copy control</span>"
 
     static let style = """
@@ -228,6 +276,7 @@ extension ProfileReport {
         .chart .wl{font-size:11px;fill:#1e40af}
         .chart .grid{stroke:#eee}.chart .axis{stroke:#888}.chart .yl{font-size:11px;text-anchor:end;fill:#555}
         .chart .xl{font-size:11px;text-anchor:middle;fill:#555}.chart .lg{font-size:11px}
+        .caught{font-weight:600;color:#c62828}
         .notes{font-size:13px;color:#555}footer{margin:32px 0;font-size:12px;color:#777}
         """
 }

@@ -9,8 +9,9 @@ extension ProfileReport {
         let w = window
         return .object([
             ("schema_version", .int(Self.schemaVersion)),
-            ("scenario", .string(scenario.rawValue)),
+            ("scenario", .string(subject)),
             ("copy_control", .bool(copyControl)),
+            ("attached", attachedJSON()),
             ("zero_copy", .bool(verdict.zeroCopy)),
             ("verdict_checks", .array(verdict.checks.map(Self.json))),
             (
@@ -19,16 +20,25 @@ extension ProfileReport {
                     ("max_allocated_bytes_per_byte_sent", .double(thresholds.maxAllocatedBytesPerByteSent)),
                     ("max_bytes_copied", .int(thresholds.maxBytesCopied)),
                     ("max_foreign_iovecs", .int(thresholds.maxForeignIovecs)),
+                    ("max_memcpy_bytes_per_byte_sent", .double(thresholds.maxMemcpyBytesPerByteSent)),
                 ])
             ),
             ("targets", .array(targets.map(Self.json))),
             ("allocator", allocatorJSON()),
+            (
+                "memcpy_counter",
+                .object([
+                    ("present", .bool(memcpyCounter.present)),
+                    ("threshold_bytes", .of(memcpyCounter.thresholdBytes)),
+                    ("library", .of(memcpyCounter.library)),
+                ])
+            ),
             ("loops", .int(threads)),
             ("parameters", .object(parameters.map { ($0.0, .int($0.1)) })),
             ("window_seconds", .double(w.seconds)),
             ("bytes_sent", .int(w.bytesSent)),
             ("bytes_received", .int(w.bytesRead)),
-            ("writes", .int(w.writes)),
+            ("writes", attached == nil ? .int(w.writes) : .null),
             ("reactor_bytes_allocated", .of(w.reactorBytesAllocated)),
             ("reactor_bytes_deallocated", .of(w.reactorBytesDeallocated)),
             ("reactor_allocations", .of(w.reactorAllocations)),
@@ -39,6 +49,10 @@ extension ProfileReport {
             ("bytes_copied", .int(w.bytesCopied)),
             ("verified_iovecs", .int(w.verifiedIovecs)),
             ("foreign_iovecs", .int(w.foreignIovecs)),
+            ("memcpy_bytes", .of(w.reactorMemcpyBytes)),
+            ("memcpy_calls", .of(w.reactorMemcpyCalls)),
+            ("memcpy_bytes_per_byte_sent", .of(w.memcpyBytesPerByteSent)),
+            ("read_bytes_held", .int(w.readBytesHeld)),
             ("peak_rss_growth_bytes", .of(w.peakRSSGrowth)),
             ("peak_rss_method", .string(peakRSSMethod)),
             ("rss_at_window_start_bytes", .of(w.rssAtStart)),
@@ -67,26 +81,19 @@ extension ProfileReport {
     }
 
     private func allocatorJSON() -> JSONValue {
-        let a = allocator
+        .object(
+            allocator.jsonMembers() + [
+                ("dedicated_reactor_arenas", .bool(dedicatedArenas)), ("note", .string(allocator.note)),
+            ])
+    }
+
+    private func attachedJSON() -> JSONValue {
+        guard let a = attached else { return .null }
         return .object([
-            ("name", .string(a.name)),
-            ("jemalloc", .bool(a.isJemalloc)),
-            ("statistics", .bool(a.statisticsAvailable)),
-            ("version", .of(a.version)),
-            ("library", .of(a.library)),
-            ("preloaded", .bool(a.preloaded)),
-            ("arenas", .of(a.arenas)),
-            ("automatic_arenas", .of(a.automaticArenas)),
-            ("tcache", .of(a.threadCache)),
-            ("tcache_max_bytes", .of(a.threadCacheMaxBytes)),
-            ("oversize_threshold_bytes", .of(a.oversizeThresholdBytes)),
-            ("background_thread", .of(a.backgroundThread)),
-            ("dirty_decay_ms", .of(a.dirtyDecayMs)),
-            ("muzzy_decay_ms", .of(a.muzzyDecayMs)),
-            ("profiling", .of(a.profiling)),
-            ("malloc_conf", .of(a.mallocConf)),
-            ("dedicated_reactor_arenas", .bool(dedicatedArenas)),
-            ("note", .string(a.note)),
+            ("path", .string(a.path)), ("pid", .int(a.pid)), ("copy_control", .of(a.copyControl)),
+            ("verify_iovecs", .bool(a.verifyIovecs)), ("allocation_counts_exact", .bool(a.allocationCountsExact)),
+            ("warmup_s", .double(a.warmupSeconds)), ("duration_s", .double(a.durationSeconds)),
+            ("sample_interval_s", .double(a.sampleIntervalSeconds)),
         ])
     }
 
@@ -118,12 +125,14 @@ extension ProfileReport {
             ("would_blocks", .int(t.write.wouldBlocks)), ("verified_iovecs", .int(t.write.verifiedIovecs)),
             ("foreign_iovecs", .int(t.write.foreignIovecs)), ("bytes_copied", .int(t.bytesCopied)),
             ("wakeups", .int(t.wakeups)), ("iterations", .int(t.iterations)),
+            ("memcpy_bytes", .of(t.memcpyBytes)), ("memcpy_calls", .of(t.memcpyCalls)),
+            ("read_bytes_held", .int(t.readBytesHeld)),
         ])
     }
 
     static func json(_ s: TimelineSample) -> JSONValue {
         .object([
-            ("t_s", .double((s.seconds * 1000).rounded() / 1000)), ("event", .string(s.event)),
+            ("t_s", .double((s.seconds * 1e6).rounded() / 1e6)), ("event", .string(s.event)),
             ("phase", .string(s.phase.rawValue)),
             ("bytes_sent", .int(s.bytesSent)), ("throughput_bytes_per_s", .of(s.throughputBytesPerSecond?.rounded())),
             ("reactor_bytes_allocated", .of(s.reactorBytesAllocated)),
@@ -131,6 +140,7 @@ extension ProfileReport {
             ("heap_resident_bytes", .of(s.heap?.resident)), ("rss_bytes", .of(s.rss)),
             ("rss_peak_bytes", .of(s.rssPeak)),
             ("bytes_copied", .int(s.bytesCopied)),
+            ("memcpy_bytes", .of(s.memcpyBytes)),
         ])
     }
 }

@@ -20,10 +20,12 @@ extension ProfileReport {
     public var summary: String {
         let w = window
         var lines = [
-            "\(scenario.rawValue)\(copyControl ? " (copy control)" : ""): zero copy \(verdict.zeroCopy ? "YES" : "NO")",
+            "\(heading)\(copyControl && attached == nil ? " (copy control)" : ""): zero copy \(verdict.zeroCopy ? "YES" : "NO")"
+                + (verdict.zeroCopy ? "" : " (caught by \(verdict.failedChecks.joined(separator: ", ")))"),
             "  sent \(Format.bytes(w.bytesSent)) in \(Format.seconds(w.seconds))"
                 + " (\(Format.rate(w.throughputBytesPerSecond)))"
-                + ", \(Format.count(w.writes)) writes, \(Format.count(w.syscalls)) syscalls"
+                + (attached == nil ? ", \(Format.count(w.writes)) writes" : "")
+                + ", \(Format.count(w.syscalls)) syscalls"
                 + " (\(Format.count(w.sendmsgCalls)) sendmsg), \(Format.ratio(w.slicesPerCall)) slices/call",
             w.reactorBytesAllocated == nil
                 ? "  reactor threads' allocations: unavailable (\(allocator.name))"
@@ -33,6 +35,10 @@ extension ProfileReport {
                     + " = \(Format.ratio(w.allocationsPerWrite)) per write",
             "  bytes copied \(Format.bytes(w.bytesCopied)); iovecs verified \(Format.count(w.verifiedIovecs))"
                 + ", foreign \(Format.count(w.foreignIovecs))",
+            w.reactorMemcpyBytes == nil
+                ? "  reactor threads' memcpy: unavailable (no memcpy counter in the process)"
+                : "  reactor threads memcpy'd \(Format.bytes(w.reactorMemcpyBytes))"
+                    + " = \(Format.ratio(w.memcpyBytesPerByteSent)) bytes per byte sent",
             "  peak RSS growth in the window \(Format.bytes(w.peakRSSGrowth)) (\(peakRSSMethod))",
             "  allocator: \(allocator.name)\(allocator.version.map { " \($0)" } ?? "")",
         ]

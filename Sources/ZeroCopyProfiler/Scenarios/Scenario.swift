@@ -52,9 +52,12 @@ public enum ProfileError: Error, CustomStringConvertible, Equatable {
     case setup(String)
     case scenarioFailed(String)
     case timeout(String)
+    /// Attaching to a profiling endpoint failed (no endpoint, a bad answer, the server went away).
+    case attach(String)
 
     public var description: String {
         switch self {
+        case .attach(let m): "attach: \(m)"
         case .setup(let m): "setup failed: \(m)"
         case .scenarioFailed(let m): "scenario failed: \(m)"
         case .timeout(let m): "timed out: \(m)"
