@@ -7,7 +7,7 @@ import Logging
 import Synchronization
 import ZeroCopyLoad
 import ZeroCopyProfiler
-import ZeroCopyReactor
+@_spi(CopyControl) import ZeroCopyReactor
 import ZeroCopyText
 
 struct Serve: ParsableCommand {
@@ -50,8 +50,17 @@ struct Serve: ParsableCommand {
             "Serve live profiling snapshots on this Unix socket (mode 0600) for zcr profile --attach; turns on the "
                 + "iovec checks.", valueName: "path"))
     var profileSocket: String?
+    @Option(
+        help: ArgumentHelp(
+            "echo, blast: copy every send first, so that zcr profile --attach must catch it: allocate (a new buffer "
+                + "per send) or reuse (one staging buffer per connection, allocated once).", valueName: "kind"))
+    var copyControl: CopyControlKind?
+    enum CopyControlKind: String, ExpressibleByArgument, CaseIterable { case allocate, reuse }
 
     func validate() throws {
+        if copyControl != nil, mode != .echo, mode != .blast {
+            throw ValidationError("--copy-control is for --mode echo and blast, not \(mode.rawValue)")
+        }
         guard threads >= 1 else { throw ValidationError("--threads must be at least 1") }
         guard threads <= 1024 else { throw ValidationError("--threads must be at most 1024, not \(threads)") }
         guard blastBytes >= 0 else { throw ValidationError("--blast-bytes must not be negative") }
@@ -120,6 +129,7 @@ struct Serve: ParsableCommand {
         }
         configuration.zeroCopyThreshold = try zeroCopyThreshold()
         if profileSocket != nil { configuration.verifyIovecs = true }  // the attached verdict's iovec evidence
+        configuration.copyControl = copyControl.flatMap { CopyControl(rawValue: $0.rawValue) }
         configuration.socketSendBuffer = sendBuffer
         configuration.socketReceiveBuffer = receiveBuffer
         configuration.logger = Logger(label: "zcr serve", factory: { StreamLogHandler.standardError(label: $0) })

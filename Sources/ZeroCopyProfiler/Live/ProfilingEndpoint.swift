@@ -4,7 +4,7 @@
 // one; it never unlinks anything that is not the socket it bound.
 import Glibc
 import Synchronization
-public import ZeroCopyReactor
+@_spi(CopyControl) public import ZeroCopyReactor
 
 /// Why an endpoint could not start.
 public enum ProfilingEndpointError: Error, CustomStringConvertible, Equatable {
@@ -39,8 +39,8 @@ public final class ProfilingEndpoint: Sendable {
     private let server: EndpointServer
     private let thread: Mutex<UInt?>
 
-    /// Binds `path` and starts serving. `copyControl` names a copy control the server runs with, for the report.
-    public init(pool: ReactorPool, path: String, copyControl: String? = nil) throws(ProfilingEndpointError) {
+    /// Binds `path` and starts serving.
+    public init(pool: ReactorPool, path: String) throws(ProfilingEndpointError) {
         self.path = path
         let fd = try Self.bind(path)
         var pipeFDs: [Int32] = [-1, -1]
@@ -56,7 +56,7 @@ public final class ProfilingEndpoint: Sendable {
         let meter = LiveMeter(pool: pool)
         let server = EndpointServer(
             listenFD: fd, wakeRead: pipeFDs[0], wakeWrite: pipeFDs[1], path: path, inode: (st.st_dev, st.st_ino),
-            meter: meter, copyControl: copyControl)
+            meter: meter, copyControl: pool.configuration.copyControl?.rawValue)
         self.server = server
         thread = Mutex(PosixThread.spawn(name: "zcr-profile", joinable: true) { server.serve() })
     }

@@ -53,16 +53,7 @@ public struct WindowFigures: Sendable {
         driverAllocatedBytes = Self.minus(end.driverAllocatedBytes, start.driverAllocatedBytes)
         processAllocations = Self.minus(end.processRequests, start.processRequests)
         threads = zip(start.loops, end.loops).map { a, b in
-            var w = b.counters.write
-            let s = a.counters.write
-            w.sendCalls -= s.sendCalls
-            w.sendmsgCalls -= s.sendmsgCalls
-            w.slicesWritten -= s.slicesWritten
-            w.bytesWritten -= s.bytesWritten
-            w.partialWrites -= s.partialWrites
-            w.wouldBlocks -= s.wouldBlocks
-            w.verifiedIovecs -= s.verifiedIovecs
-            w.foreignIovecs -= s.foreignIovecs
+            let w = b.counters.write - a.counters.write
             return ThreadFigures(
                 loop: b.loop, threadID: b.threadID, arena: b.arena,
                 allocatedBytes: Self.minus(b.allocatedBytes, a.allocatedBytes),

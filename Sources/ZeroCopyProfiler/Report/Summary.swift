@@ -31,8 +31,10 @@ extension ProfileReport {
                 ? "  reactor threads' allocations: unavailable (\(allocator.name))"
                 : "  reactor threads allocated \(Format.bytes(w.reactorBytesAllocated))"
                     + " = \(Format.ratio(w.allocatedBytesPerByteSent)) bytes per byte sent"
-                    + "; \(Format.count(w.reactorAllocations)) allocations"
-                    + " = \(Format.ratio(w.allocationsPerWrite)) per write",
+                    + (w.reactorAllocations == nil
+                        ? "; allocation count unavailable"
+                        : "; \(Format.count(w.reactorAllocations)) allocations"
+                            + (attached == nil ? " = \(Format.ratio(w.allocationsPerWrite)) per write" : "")),
             "  bytes copied \(Format.bytes(w.bytesCopied)); iovecs verified \(Format.count(w.verifiedIovecs))"
                 + ", foreign \(Format.count(w.foreignIovecs))",
             w.reactorMemcpyBytes == nil
