@@ -82,6 +82,8 @@ struct Load: ParsableCommand {
     var json: String?
     @Flag(help: "No progress lines.")
     var quiet = false
+    @Option(help: ArgumentHelp("Profile the server too, at its profiling endpoint (zcr serve --profile-socket).", valueName: "path"))
+    var profile: String?
 
     func run() throws {
         let generator: LoadGenerator
@@ -99,6 +101,14 @@ struct Load: ParsableCommand {
             _ = signals.wait()
             generator.stop()
         }
+        // --profile: the server's verdict and allocations over the same run (Profile.swift, ServerProfile).
+        var serverProfile: ServerProfile?
+        if let profile {
+            let c = try? makeConfiguration()
+            do {
+                serverProfile = try ServerProfile.start(path: profile, warmup: c?.warmup ?? .zero, duration: c?.duration ?? .seconds(10))
+            } catch { throw Self.fail("--profile \(error)", status: 2) }
+        }
         let report: LoadReport
         do {
             report = try generator.run { p in if !quiet { Output.line(p.line) } }
@@ -109,6 +119,7 @@ struct Load: ParsableCommand {
         if let json {
             do { try report.writeJSON(to: json) } catch { throw Self.fail("--json \(error.message)", status: 1) }
         }
+        if let problem = serverProfile?.finish(loadJSON: report.json, jsonPath: json) { throw Self.fail(problem, status: 1) }
         if let failure = report.failure { throw Self.fail(failure, status: 1) }
     }
 

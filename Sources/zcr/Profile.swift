@@ -5,6 +5,7 @@ import ArgumentParser
 import CZeroCopyMemcpyCounter
 import Glibc
 import ZeroCopyProfiler
+import ZeroCopyReactor
 
 /// zcr carries the memcpy counter (linked in, so its memcpy and memmove interpose on every library of the process).
 /// Its own symbols are not exported, so the profiler is handed them: every profile of zcr has the memcpy figure.
@@ -187,4 +188,54 @@ struct Profile: ParsableCommand {
         _ = line.utf8CString.withUnsafeBufferPointer { Glibc.write(2, $0.baseAddress, $0.count - 1) }
         return ExitCode(2)
     }
+}
+
+/// `zcr load --profile PATH`: the server's side of a load run. Attaches to the server's profiling endpoint on a
+/// thread of its own while the load runs (warm-up: the load's, plus a quarter second for connecting; window: the
+/// load's duration), then puts the verdict and allocation figures into the load's summary and JSON
+/// (`server_profile`: the `zcr profile --attach` report, docs/profile.md).
+final class ServerProfile: @unchecked Sendable {
+    // Written by the attaching thread before it ends; read only after joining it.
+    private var result: Result<ProfileReport, ProfileError>?
+    private var thread: UInt = 0
+
+    /// Checks that the endpoint answers (before any load), then starts attaching.
+    static func start(path: String, warmup: Duration, duration: Duration) throws(ProfileError) -> ServerProfile {
+        _ = try EndpointClient(path: path).snapshot()
+        var options = AttachOptions(path: path)
+        options.warmupSeconds = seconds(warmup) + 0.25
+        options.durationSeconds = max(0.1, seconds(duration))
+        let profile = ServerProfile()
+        profile.thread = PosixThread.spawn(name: "zcr-attach", joinable: true) {
+            profile.result = Result { () throws(ProfileError) in try AttachRunner.run(options) }
+        }
+        return profile
+    }
+
+    private static func seconds(_ d: Duration) -> Double {
+        Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    /// Waits for the attached window to end; prints the server's figures, and merges them into the load's JSON.
+    func finish(loadJSON: String, jsonPath: String?) -> String? {
+        PosixThread.join(thread)
+        switch result {
+        case .success(let report)?:
+            let w = report.window
+            Output.line(
+                "server (\(report.attached?.path ?? "?")): zero copy \(report.zeroCopy ? "YES" : "NO")"
+                    + (report.zeroCopy ? "" : " (caught by \(report.verdict.failedChecks.joined(separator: ", ")))")
+                    + ", allocated \(ratio(w.allocatedBytesPerByteSent)) and memcpy'd "
+                    + "\(ratio(w.memcpyBytesPerByteSent)) bytes per byte sent, "
+                    + "\(w.throughputBytesPerSecond.map { Output.fixed($0 / 1e6) + " MB/s" } ?? "unavailable") sent")
+            guard let jsonPath else { return nil }
+            guard let close = loadJSON.lastIndex(of: "}") else { return "the load report is not a JSON object" }
+            let merged = loadJSON[..<close] + ",\n\"server_profile\": " + report.json() + "}\n"
+            return Output.write(String(merged), to: jsonPath)
+        case .failure(let error)?: return "--profile: \(error)"
+        case nil: return "--profile: the attached run did not finish"
+        }
+    }
+
+    private func ratio(_ v: Double?) -> String { v.map { $0 == 0 ? "0" : Output.fixed($0, 6) } ?? "unavailable" }
 }

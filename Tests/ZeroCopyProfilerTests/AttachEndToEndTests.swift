@@ -81,6 +81,39 @@ import Testing
         #expect(Self.failed(json).contains("memcpy_bytes_per_byte_sent"))
     }
 
+    @Test func zcrLoadPutsTheServersVerdictAndAllocationsIntoItsReport() async throws {
+        let zcr = try Zcr.path()
+        let socket = temporaryPath("load.sock")
+        let server = try ChildProcess(
+            [zcr, "serve", "--port", "0", "--threads", "2", "--profile-socket", socket, "--copy-control", "reuse"])
+        defer {
+            server.signal(SIGINT)
+            _ = try? server.finish(timeout: 20)
+        }
+        let first = try server.readLine(timeout: 60)
+        let address = String(first.dropFirst("listening on ".count).prefix { $0 != " " })
+        _ = try server.readLine(timeout: 10)
+        let file = temporaryPath("load.json")
+        defer { unlink(file) }
+        let run = try await Zcr.run([
+            "load", "--target", address, "--connections", "20", "--duration", "1s", "--message-bytes", "4k",
+            "--quiet", "--profile", socket, "--json", file,
+        ])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("server (\(socket)): zero copy NO (caught by foreign_iovecs"), "\(run.stdout)")
+        let json = try JSONObject(try #require(FileManager.default.contents(atPath: file)))
+        #expect(json["server_profile"]["scenario"].string == "attach")
+        #expect(json["server_profile"]["zero_copy"].bool == false)
+        #expect(json["server_profile"]["attached"]["copy_control"].string == "reuse")
+        #expect((json["server_profile"]["bytes_sent"].int ?? 0) > 0)
+        #expect(json["server_profile"]["allocated_bytes_per_byte_sent"].exists)
+
+        let missing = try await Zcr.run(["load", "--target", address, "--profile", socket + ".absent"])
+        #expect(missing.status == 2)
+        #expect(missing.stderrLines.count == 1)
+        #expect(missing.stderr.contains("no profiling endpoint at \(socket).absent"))
+    }
+
     @Test func aCopyControlNeedsAModeThatWrites() async throws {
         let run = try await Zcr.run(["serve", "--mode", "sink", "--copy-control", "reuse"])
         #expect(run.status == 64)
