@@ -47,18 +47,19 @@ struct SVGChart {
             s += "<line x1=\"\(n(left))\" y1=\"\(n(y))\" x2=\"\(n(left + plotW))\" y2=\"\(n(y))\" class=\"grid\"/>"
             s += "<text x=\"\(n(left - 6))\" y=\"\(n(y + 4))\" class=\"yl\">\(HTML.escape(yLabel(v)))</text>\n"
         }
-        // X ticks in seconds.
+        // X ticks in seconds: 1, 2 or 5 times a power of ten apart, each labelled with as many decimals as the step
+        // needs (0.05 s steps read 0.05, 0.10, 0.15: no label repeats).
         let step = Self.niceCeiling(maxX / 8)
-        var t = 0.0
-        while t <= maxX + 1e-9 {
+        let decimals = Self.decimals(step)
+        for i in 0...Int((maxX / step + 1e-9).rounded(.down)) {
+            let t = Double(i) * step
             let x = px(t)
             s +=
                 "<line x1=\"\(n(x))\" y1=\"\(n(top + plotH))\" x2=\"\(n(x))\" y2=\"\(n(top + plotH + 4))\""
                 + " class=\"axis\"/>"
             s +=
                 "<text x=\"\(n(x))\" y=\"\(n(top + plotH + 18))\" class=\"xl\">"
-                + "\(Format.fixed(t, step < 1 ? 1 : 0)) s</text>\n"
-            t += step
+                + "\(Format.fixed(t, decimals)) s</text>\n"
         }
         s +=
             "<line x1=\"\(n(left))\" y1=\"\(n(top + plotH))\" x2=\"\(n(left + plotW))\" y2=\"\(n(top + plotH))\""
@@ -93,6 +94,25 @@ struct SVGChart {
             scaled = niceCeiling(v / unit)
         }
         return scaled * unit
+    }
+
+    /// Decimals that show every multiple of `step` (a 1-2-5 step) exactly: 0.05 → 2, 0.2 → 1, 5 → 0.
+    static func decimals(_ step: Double) -> Int {
+        var d = 0
+        var scaled = step
+        while d < 9 && abs(scaled - scaled.rounded()) > 1e-6 * max(1, scaled) {
+            scaled *= 10
+            d += 1
+        }
+        return d
+    }
+
+    /// The x-axis tick labels `render` writes, in order (for tests).
+    func tickLabels() -> [String] {
+        let all = series.flatMap(\.points)
+        let maxX = max(all.map(\.x).max() ?? 1, window.end, 0.001)
+        let step = Self.niceCeiling(maxX / 8)
+        return (0...Int((maxX / step + 1e-9).rounded(.down))).map { "\(Format.fixed(Double($0) * step, Self.decimals(step))) s" }
     }
 
     /// 1, 2 or 5 times a power of ten, at least `v`.
