@@ -14,9 +14,15 @@ let package = Package(
         .target(name: "FileServer", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
         .target(name: "Proxy", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
         .target(name: "KeyValue", dependencies: [.product(name: "ZeroCopyReactor", package: "ZeroCopyReactor")]),
-        .executableTarget(name: "fanout-server", dependencies: ["FanOut"]),
-        .executableTarget(name: "file-server", dependencies: ["FileServer"]),
-        .executableTarget(name: "proxy", dependencies: ["Proxy"]),
+        .executableTarget(
+            name: "fanout-server",
+            dependencies: ["FanOut", .product(name: "ZeroCopyProfiler", package: "ZeroCopyReactor")]),
+        .executableTarget(
+            name: "file-server",
+            dependencies: ["FileServer", .product(name: "ZeroCopyProfiler", package: "ZeroCopyReactor")]),
+        .executableTarget(
+            name: "proxy",
+            dependencies: ["Proxy", .product(name: "ZeroCopyProfiler", package: "ZeroCopyReactor")]),
         .executableTarget(name: "kv-server", dependencies: [
             "KeyValue", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),

@@ -127,7 +127,7 @@ import ZeroCopyReactor
         }
 
         var options = AttachOptions(path: path)
-        options.durationSeconds = 0.3
+        options.durationSeconds = 1
         options.warmupSeconds = 0
         let report = try AttachRunner.run(options)
         #expect(report.window.reactorBytesAllocated == nil)
@@ -141,9 +141,25 @@ import ZeroCopyReactor
         #expect(out["allocated_bytes_per_byte_sent"].isNull)
         #expect(out["writes"].isNull, "an attached server's write calls are not known")
         #expect(report.html().contains("unavailable"))
-        // Sampling fits the window: a 0.3 s window is sampled every 5 ms, 60 times.
+        // Sampling fits the window: a 1 s window is sampled every 17 ms, 60 times.
         let inWindow = report.timeline.filter { $0.phase == .window }
-        #expect(inWindow.count >= 50, "\(inWindow.count) samples in a 0.3 s window")
+        #expect(inWindow.count >= 50, "\(inWindow.count) samples in a 1 s window")
+    }
+
+    @Test func everySnapshotFieldIsDocumented() throws {
+        let path = temporaryPath("docs.sock")
+        let pool = try Self.pool()
+        defer { pool.shutdown() }
+        let endpoint = try ProfilingEndpoint(pool: pool, path: path)
+        defer { endpoint.close() }
+        let raw = try EndpointClient(path: path).request("snapshot")
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/profile.md")
+        let text = try String(contentsOf: docs, encoding: .utf8)
+        let keys = allKeys(try JSONValue.parse(raw))
+        #expect(keys.count > 40)
+        let undocumented = keys.filter { !text.contains("`\($0)`") }
+        #expect(undocumented.isEmpty, "not in docs/profile.md: \(undocumented)")
     }
 
     @Test func attachingWhereNoEndpointIsSaysSo() throws {

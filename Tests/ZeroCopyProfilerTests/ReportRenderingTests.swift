@@ -71,6 +71,19 @@ import Testing
         #expect(undocumented.isEmpty, "not in docs/profile.md: \(undocumented)")
     }
 
+    /// Every key at every depth, attached reports included (the `attached` object is null for scenarios).
+    @Test func everyFieldAtEveryDepthIsDocumented() throws {
+        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/profile.md")
+        let text = try String(contentsOf: docs, encoding: .utf8)
+        var report = craftedReport(Self.window(allocated: 0))
+        report.attached = AttachedServer(
+            path: "/tmp/s", pid: 1, copyControl: "reuse", verifyIovecs: true, allocationCountsExact: false,
+            warmupSeconds: 1, durationSeconds: 2, sampleIntervalSeconds: 0.03)
+        let undocumented = allKeys(report.jsonValue()).filter { !text.contains("`\($0)`") }
+        #expect(undocumented.isEmpty, "not in docs/profile.md: \(undocumented)")
+    }
+
     @Test func theJSONParsesAndCarriesTheFigures() throws {
         let report = craftedReport(Self.window(allocated: 64))
         let json = try JSONObject(Data(report.json().utf8))
@@ -150,4 +163,22 @@ import Testing
         #expect(report.summary.contains("failed: bytes_copied"))
         #expect(report.summary.contains("failed: foreign_iovecs"))
     }
+}
+
+/// Every object key in `value`, at any depth, once each.
+func allKeys(_ value: JSONValue) -> [String] {
+    var seen: [String] = []
+    func visit(_ v: JSONValue) {
+        switch v {
+        case .object(let members):
+            for (k, m) in members {
+                if !seen.contains(k) { seen.append(k) }
+                visit(m)
+            }
+        case .array(let items): items.forEach(visit)
+        default: break
+        }
+    }
+    visit(value)
+    return seen
 }

@@ -7,8 +7,10 @@ public final class FanOutServer: Sendable {
     public let pool: ReactorPool
     private let members = Members()
 
-    public init(loops: Int = 2) throws {
-        pool = try ReactorPool(configuration: ReactorConfiguration(loops: loops))
+    public init(loops: Int = 2, verifyIovecs: Bool = false) throws {
+        var configuration = ReactorConfiguration(loops: loops)
+        configuration.verifyIovecs = verifyIovecs  // the iovec checks, for zcr profile --attach
+        pool = try ReactorPool(configuration: configuration)
     }
 
     /// Starts listening; returns the bound address.

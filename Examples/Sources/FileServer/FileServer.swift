@@ -13,12 +13,14 @@ public final class FileServer: Sendable {
     /// Regions of at most this many bytes, so the watermarks pace each connection.
     let chunk: Int
 
-    public init(path: String, loops: Int = 2, chunk: Int = 1 << 20) throws {
+    public init(path: String, loops: Int = 2, chunk: Int = 1 << 20, verifyIovecs: Bool = false) throws {
         file = try OpenFile(path: path)
         self.path = path
         size = try file.size()
         file.readAhead()
-        pool = try ReactorPool(configuration: ReactorConfiguration(loops: loops))
+        var configuration = ReactorConfiguration(loops: loops)
+        configuration.verifyIovecs = verifyIovecs  // the iovec checks, for zcr profile --attach
+        pool = try ReactorPool(configuration: configuration)
         self.chunk = chunk
     }
 

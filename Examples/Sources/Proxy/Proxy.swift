@@ -6,9 +6,11 @@ public final class Proxy: Sendable {
     public let pool: ReactorPool
     public let upstream: SocketAddress
 
-    public init(upstream: SocketAddress, loops: Int = 2) throws {
+    public init(upstream: SocketAddress, loops: Int = 2, verifyIovecs: Bool = false) throws {
         self.upstream = upstream
-        pool = try ReactorPool(configuration: ReactorConfiguration(loops: loops))
+        var configuration = ReactorConfiguration(loops: loops)
+        configuration.verifyIovecs = verifyIovecs  // the iovec checks, for zcr profile --attach
+        pool = try ReactorPool(configuration: configuration)
     }
 
     public func start(host: String = "127.0.0.1", port: Int = 0) throws -> SocketAddress {
