@@ -138,7 +138,13 @@ public enum AttachRunner {
                 peakRSS: peak)
             let verdict = Verdict.evaluate(VerdictInput(window), thresholds: options.thresholds)
             let copyControl = end.copyControl != nil
-            var notes = [end.allocator.note]
+            var allocator = end.allocator
+            if allocator.statisticsAvailable && !end.allocationCountsExact {
+                allocator.note =
+                    "jemalloc statistics: per-thread byte counters are exact; allocation counts are not (thread "
+                    + "caches are on, so the server's reactor threads share arenas' counts)."
+            }
+            var notes = [allocator.note]
             if !end.verifyIovecs {
                 notes.append(
                     "the server runs without ReactorConfiguration.verifyIovecs, so no iovec was checked: "
@@ -159,7 +165,7 @@ public enum AttachRunner {
             }
             var report = ProfileReport(
                 scenario: nil, copyControl: copyControl, threads: end.meter.loops.count, parameters: [],
-                allocator: end.allocator, dedicatedArenas: end.allocationCountsExact, window: window,
+                allocator: allocator, dedicatedArenas: end.allocationCountsExact, window: window,
                 windowStartSeconds: sampler.seconds(start.meter.nanos), windowEndSeconds: sampler.seconds(end.meter.nanos),
                 peakRSSMethod: method, verdict: verdict, thresholds: options.thresholds,
                 targets: ProfileReport.targets(for: nil, copyControl: copyControl, window: window, verdict: verdict),
