@@ -32,7 +32,7 @@ extension ProfileReport {
     /// What was profiled: the scenario, or the attached server's endpoint.
     var heading: String {
         guard let a = attached else { return subject }
-        return "server \(a.pid) at \(a.path)" + (a.copyControl.map { " (copy control: \($0))" } ?? "")
+        return "server \(a.pid) at \(a.path)"
     }
 
     /// The whole page.
@@ -42,9 +42,9 @@ extension ProfileReport {
             <!DOCTYPE html>
             <html lang="en"><head><meta charset="utf-8">
             <meta name="viewport" content="width=device-width, initial-scale=1">
-            <title>zcr profile: \(HTML.escape(heading))\(copyControl ? " (copy control)" : "")</title>
+            <title>zcr profile: \(HTML.escape(heading))\(copyControl ? " (\(HTML.escape(copyControlLabel)))" : "")</title>
             <style>\(Self.style)</style></head><body>
-            <h1>zcr profile: \(HTML.escape(heading))\(copyControl ? Self.copyControlTag : "")</h1>
+            <h1>zcr profile: \(HTML.escape(heading))\(copyControl ? " <span class=\"tag\">\(HTML.escape(copyControlLabel))</span>" : "")</h1>
 
             """
         page += verdictSection()
@@ -167,13 +167,13 @@ extension ProfileReport {
             title: "Allocated and memcpy'd bytes",
             series: [
                 .init(
-                    name: "reactor threads (cumulative)", color: "#d62728",
+                    name: "allocated, reactor threads", color: "#d62728",
                     points: points { $0.reactorBytesAllocated.map { Double($0) } }),
                 .init(
-                    name: "heap live (stats.allocated)", color: "#2ca02c",
+                    name: "heap live", color: "#2ca02c",
                     points: points { $0.heap.map { Double($0.allocated) } }),
                 .init(
-                    name: "memcpy'd, reactor threads (cumulative)", color: "#8c564b",
+                    name: "memcpy'd, reactor threads", color: "#8c564b",
                     points: points { $0.memcpyBytes.map { Double($0) } }),
             ],
             window: window, yLabel: { Format.bytes($0) })
@@ -229,6 +229,9 @@ extension ProfileReport {
                 ["note", a.note],
             ], numeric: false)
     }
+
+    /// "copy control", or "copy control: reuse" for an attached server's.
+    private var copyControlLabel: String { attached?.copyControl.map { "copy control: \($0)" } ?? "copy control" }
 
     private var copyControlText: String {
         if let a = attached { return a.copyControl ?? "none" }

@@ -20,7 +20,7 @@ extension ProfileReport {
     public var summary: String {
         let w = window
         var lines = [
-            "\(heading)\(copyControl && attached == nil ? " (copy control)" : ""): zero copy \(verdict.zeroCopy ? "YES" : "NO")"
+            "\(heading)\(copyControl ? " (\(attached?.copyControl.map { "copy control: \($0)" } ?? "copy control"))" : ""): zero copy \(verdict.zeroCopy ? "YES" : "NO")"
                 + (verdict.zeroCopy ? "" : " (caught by \(verdict.failedChecks.joined(separator: ", ")))"),
             "  sent \(Format.bytes(w.bytesSent)) in \(Format.seconds(w.seconds))"
                 + " (\(Format.rate(w.throughputBytesPerSecond)))"
