@@ -4,6 +4,7 @@
 import Foundation
 import Glibc
 import Testing
+import ZeroCopyProfiler
 
 @Suite(.serialized, .timeLimit(.minutes(2))) struct AttachEndToEndTests {
     /// Starts the server, puts load on it until traffic flows, attaches for a short window, and stops both.
@@ -112,6 +113,34 @@ import Testing
         #expect(missing.status == 2)
         #expect(missing.stderrLines.count == 1)
         #expect(missing.stderr.contains("no profiling endpoint at \(socket).absent"))
+    }
+
+    /// Snapshots are served from the endpoint's own thread: reading 200 of them wakes no loop, runs no loop
+    /// iteration and allocates nothing on the reactor threads.
+    @Test func servingSnapshotsPutsNothingOnTheLoops() async throws {
+        let zcr = try Zcr.path()
+        let socket = temporaryPath("idle.sock")
+        let server = try ChildProcess([zcr, "serve", "--port", "0", "--threads", "2", "--profile-socket", socket])
+        defer {
+            server.signal(SIGINT)
+            _ = try? server.finish(timeout: 20)
+        }
+        _ = try server.readLine(timeout: 60)
+        _ = try server.readLine(timeout: 10)
+        let (before, after) = try await onThread { () throws -> (EndpointSnapshot, EndpointSnapshot) in
+            let client = try EndpointClient(path: socket)
+            let before = try client.snapshot()
+            for _ in 0..<200 { _ = try client.snapshot() }
+            return (before, try client.snapshot())
+        }
+        #expect(after.meter.nanos > before.meter.nanos)
+        for (a, b) in zip(before.meter.loops, after.meter.loops) {
+            #expect(b.counters.iterations == a.counters.iterations, "loop \(a.loop) ran")
+            #expect(b.counters.wakeups == a.counters.wakeups, "loop \(a.loop) was woken")
+            #expect(b.allocatedBytes == a.allocatedBytes, "loop \(a.loop) allocated")
+            #expect(b.memcpy == a.memcpy)
+        }
+        #expect(before.memcpyCounterPresent)
     }
 
     @Test func aCopyControlNeedsAModeThatWrites() async throws {

@@ -28,6 +28,15 @@ import Testing
         #expect(chart.tickLabels() == ["0.00 s", "0.05 s", "0.10 s", "0.15 s", "0.20 s"])
     }
 
+    @Test func procStatusFieldsAreReadByName() {
+        let text = "Name:\tzcr\nVmHWM:\t   2048 kB\nVmRSS:\t   1024 kB\nVmRSSx:\t9 kB\n"
+        #expect(ProcFiles.kilobytes(field: "VmRSS:", in: text) == 1024)
+        #expect(ProcFiles.kilobytes(field: "VmHWM:", in: text) == 2048)
+        #expect(ProcFiles.kilobytes(field: "VmSize:", in: text) == nil)
+        #expect(ProcFiles.kilobytes(field: "Name:", in: text) == nil, "no digits: no number")
+        #expect(ProcessMemory.read().map { $0.rss > 0 && $0.peak >= $0.rss } == true)
+    }
+
     @Test func theReportSpeaksToItsReader() {
         let page = craftedReport(ReportRenderingTests.window(allocated: 0)).html()
         #expect(!page.contains("issue"))

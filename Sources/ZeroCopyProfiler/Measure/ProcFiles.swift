@@ -45,11 +45,27 @@ enum ProcFiles {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// "VmRSS:	  1234 kB" → 1234.
+    /// "VmRSS:	  1234 kB" → 1234. Scans bytes, not characters: the profiling endpoint reads it for every snapshot.
     static func kilobytes(field: String, in text: String) -> Int? {
-        for line in text.split(separator: "\n") where line.hasPrefix(field) {
-            let digits = line.dropFirst(field.count).filter { $0.isNumber }
-            return Int(digits)
+        let key = Array(field.utf8)
+        let bytes = Array(text.utf8)
+        var lineStart = 0
+        while lineStart + key.count <= bytes.count {
+            if bytes[lineStart..<lineStart + key.count].elementsEqual(key) {
+                var value = 0
+                var seen = false
+                var i = lineStart + key.count
+                while i < bytes.count, bytes[i] != 0x0A {
+                    if bytes[i] >= 0x30 && bytes[i] <= 0x39 {
+                        value = value * 10 + Int(bytes[i] - 0x30)
+                        seen = true
+                    }
+                    i += 1
+                }
+                return seen ? value : nil
+            }
+            guard let newline = bytes[lineStart...].firstIndex(of: 0x0A) else { return nil }
+            lineStart = newline + 1
         }
         return nil
     }
