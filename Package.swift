@@ -4,6 +4,9 @@ import PackageDescription
 // `zcr` uses jemalloc as its allocator so that `zcr profile` can read exact per-thread statistics.
 // ThreadSanitizer replaces malloc too, so sanitizer builds set ZCR_JEMALLOC=0 (see tools/test).
 let linkJemalloc = Context.environment["ZCR_JEMALLOC"] != "0"
+// zcr carries the memcpy counter (its memcpy and memmove interpose on the whole process). Sanitizer builds
+// (ZCR_JEMALLOC=0) leave it out: it would replace the sanitizer's own memcpy interceptor.
+let linkMemcpyCounter = linkJemalloc
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -84,11 +87,11 @@ let package = Package(
         .executableTarget(
             name: "zcr",
             dependencies: [
-                "ZeroCopyReactor", "ZeroCopyProfiler", "ZeroCopyLoad", "ZeroCopyText", "CZeroCopyMemcpyCounter",
+                "ZeroCopyReactor", "ZeroCopyProfiler", "ZeroCopyLoad", "ZeroCopyText",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict,
+            ] + (linkMemcpyCounter ? ["CZeroCopyMemcpyCounter"] : []),
+            swiftSettings: strict + (linkMemcpyCounter ? [.define("ZCR_MEMCPY_COUNTER")] : []),
             linkerSettings: linkJemalloc ? [.linkedLibrary("jemalloc")] : []
         ),
         .testTarget(

@@ -2,19 +2,26 @@
 // and HTML reports. Parsing and printing only; the profiler is ZeroCopyProfiler. Exit status: 0 whatever the verdict,
 // 1 with --require-zero-copy and a false verdict, 2 for a run that could not finish, 64 for a bad command line.
 import ArgumentParser
-import CZeroCopyMemcpyCounter
 import Glibc
 import ZeroCopyProfiler
 import ZeroCopyReactor
 
+#if ZCR_MEMCPY_COUNTER
+    import CZeroCopyMemcpyCounter
+#endif
+
 /// zcr carries the memcpy counter (linked in, so its memcpy and memmove interpose on every library of the process).
 /// Its own symbols are not exported, so the profiler is handed them: every profile of zcr has the memcpy figure.
+/// Sanitizer builds (ZCR_JEMALLOC=0) leave it out (Package.swift): then nothing is registered and the figure is
+/// unavailable.
 enum LinkedMemcpyCounter {
     static func register() {
-        MemcpyCounter.useLinked(
-            thread: { UnsafeMutableRawPointer(zcr_memcpy_counter_thread()) },
-            threshold: { zcr_memcpy_counter_threshold() },
-            totals: { zcr_memcpy_counter_totals($0) })
+        #if ZCR_MEMCPY_COUNTER
+            MemcpyCounter.useLinked(
+                thread: { UnsafeMutableRawPointer(zcr_memcpy_counter_thread()) },
+                threshold: { zcr_memcpy_counter_threshold() },
+                totals: { zcr_memcpy_counter_totals($0) })
+        #endif
     }
 }
 
