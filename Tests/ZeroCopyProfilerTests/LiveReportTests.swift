@@ -43,6 +43,37 @@ import Testing
         #expect(page.contains("<h3>Targets for this scenario</h3>"))
     }
 
+    /// tools/check-report in headless Chromium: a real report passes, a page with a script error and an empty chart
+    /// fails. Skipped where Chromium is not installed (tools/setup chromium installs it; the test never does).
+    @Test func checkReportRendersInChromium() async throws {
+        guard access("/usr/bin/chromium", X_OK) == 0 else {
+            try Test.cancel("skipped: chromium is not installed (tools/setup chromium)")
+        }
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let good = temporaryPath("good.html")
+        let bad = temporaryPath("bad.html")
+        defer {
+            unlink(good)
+            unlink(bad)
+        }
+        var report = craftedReport(ReportRenderingTests.window(allocated: 0))
+        report.timeline.append(report.timeline[0])
+        report.timeline[1].seconds = 2
+        try report.html().write(toFile: good, atomically: true, encoding: .utf8)
+        try #"<html><body>Zero copy: <svg class="chart"></svg><script>throw new Error("boom")</script></body></html>"#
+            .write(toFile: bad, atomically: true, encoding: .utf8)
+        let script = root.appendingPathComponent("tools/check-report").path
+        let (ok, broken) = try await onThread {
+            (try ChildProcess.run([script, good], timeout: 90), try ChildProcess.run([script, bad], timeout: 90))
+        }
+        #expect(ok.status == 0, "\(ok.stderrText)")
+        #expect(ok.stdoutText.contains("ok (3 charts)"))
+        #expect(broken.status == 1)
+        #expect(broken.stderrText.contains("Uncaught Error: boom"))
+        #expect(broken.stderrText.contains("is empty"))
+    }
+
     @Test func aPayloadThatCannotFitIsRefusedBeforeAnyWork() throws {
         var options = ProfileOptions(scenario: .seedLarge)
         options.payloadBytes = 1 << 50  // a petabyte: larger than any MemAvailable
