@@ -37,6 +37,23 @@ import Testing
         #expect(ProcessMemory.read().map { $0.rss > 0 && $0.peak >= $0.rss } == true)
     }
 
+    @Test func oneLineJSONRoundTripsThroughTheParser() throws {
+        let value = JSONValue.object([
+            ("plain", .string("/tmp/a.sock")), ("escaped", .string("a\"b\\c\nd\u{1}é")), ("n", .int(-5)),
+            ("u", .uint(UInt64.max)), ("d", .double(0.25)), ("none", .null), ("list", .array([.bool(true), .int(1)])),
+        ])
+        let line = value.renderLine()
+        #expect(line.hasPrefix(#"{"plain":"/tmp/a.sock","escaped":"a\"b\\c\nd\u0001é","n":-5,"#))
+        #expect(!line.contains("\n"))
+        let back = try JSONValue.parse(line)
+        #expect(back["escaped"]?.stringValue == "a\"b\\c\nd\u{1}é")
+        #expect(back["u"]?.uint64Value == UInt64.max)
+        #expect(back["d"]?.doubleValue == 0.25)
+        #expect(back["none"]?.isNull == true)
+        #expect(back["list"]?.arrayValue?.count == 2)
+        #expect(throws: JSONParseError.self) { try JSONValue.parse(#"{"a":1"#) }
+    }
+
     @Test func theReportSpeaksToItsReader() {
         let page = craftedReport(ReportRenderingTests.window(allocated: 0)).html()
         #expect(!page.contains("issue"))

@@ -26,32 +26,52 @@ enum JSONValue {
         return out
     }
 
-    /// On one line, no spaces: the profiling endpoint's answers.
+    /// On one line, no spaces: the profiling endpoint's answers. Written as bytes (the endpoint writes one per
+    /// snapshot); strings that need no escaping are copied as they are.
     func renderLine() -> String {
-        var out = ""
+        var out: [UInt8] = []
+        out.reserveCapacity(4096)
         writeLine(into: &out)
-        return out
+        return String(decoding: out, as: UTF8.self)
     }
 
-    private func writeLine(into out: inout String) {
+    private func writeLine(into out: inout [UInt8]) {
         switch self {
         case .array(let items):
-            out += "["
+            out.append(UInt8(ascii: "["))
             for (i, item) in items.enumerated() {
-                if i > 0 { out += "," }
+                if i > 0 { out.append(UInt8(ascii: ",")) }
                 item.writeLine(into: &out)
             }
-            out += "]"
+            out.append(UInt8(ascii: "]"))
         case .object(let members):
-            out += "{"
+            out.append(UInt8(ascii: "{"))
             for (i, (key, value)) in members.enumerated() {
-                if i > 0 { out += "," }
-                Self.quote(key, into: &out)
-                out += ":"
+                if i > 0 { out.append(UInt8(ascii: ",")) }
+                Self.quoteLine(key, into: &out)
+                out.append(UInt8(ascii: ":"))
                 value.writeLine(into: &out)
             }
-            out += "}"
-        default: write(into: &out, indent: 0)
+            out.append(UInt8(ascii: "}"))
+        case .string(let s): Self.quoteLine(s, into: &out)
+        case .int(let i): out.append(contentsOf: String(i).utf8)
+        case .uint(let u): out.append(contentsOf: String(u).utf8)
+        default:
+            var text = ""
+            write(into: &text, indent: 0)
+            out.append(contentsOf: text.utf8)
+        }
+    }
+
+    private static func quoteLine(_ s: String, into out: inout [UInt8]) {
+        if s.utf8.allSatisfy({ $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }) {
+            out.append(UInt8(ascii: "\""))
+            out.append(contentsOf: s.utf8)
+            out.append(UInt8(ascii: "\""))
+        } else {
+            var text = ""
+            quote(s, into: &text)
+            out.append(contentsOf: text.utf8)
         }
     }
 
