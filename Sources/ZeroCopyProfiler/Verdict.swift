@@ -86,8 +86,19 @@ public struct Verdict: Sendable, Equatable {
     public var zeroCopy: Bool
     public var checks: [Check]
 
-    /// The checks that failed, by name ("foreign_iovecs", ...): what caught a copy.
+    /// The checks that failed, by name ("foreign_iovecs", ...), whether on a figure or for want of one.
     public var failedChecks: [String] { checks.filter { !$0.passed }.map(\.name) }
+
+    /// Why the answer is no, in words: "caught by foreign_iovecs, memcpy_bytes_per_byte_sent" for figures over
+    /// their limits, "unavailable: ..." for checks that had no figure. Empty when the answer is yes.
+    public var reason: String {
+        let caught = checks.filter { !$0.passed && $0.value != nil }.map(\.name)
+        let missing = checks.filter { $0.value == nil }.map(\.name)
+        var parts: [String] = []
+        if !caught.isEmpty { parts.append("caught by " + caught.joined(separator: ", ")) }
+        if !missing.isEmpty { parts.append("unavailable: " + missing.joined(separator: ", ")) }
+        return parts.joined(separator: "; ")
+    }
 
     /// True only when allocated bytes per byte sent is at most the limit (and known), bytes copied is within its
     /// limit, the iovec checks ran and found no foreign iovec, and the memcpy counter saw at most its limit per byte

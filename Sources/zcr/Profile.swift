@@ -231,7 +231,7 @@ final class ServerProfile: @unchecked Sendable {
             let w = report.window
             Output.line(
                 "server (\(report.attached?.path ?? "?")): zero copy \(report.zeroCopy ? "YES" : "NO")"
-                    + (report.zeroCopy ? "" : " (caught by \(report.verdict.failedChecks.joined(separator: ", ")))")
+                    + (report.zeroCopy ? "" : " (\(report.verdict.reason))")
                     + ", allocated \(ratio(w.allocatedBytesPerByteSent)) and memcpy'd "
                     + "\(ratio(w.memcpyBytesPerByteSent)) bytes per byte sent, "
                     + "\(w.throughputBytesPerSecond.map { Output.fixed($0 / 1e6) + " MB/s" } ?? "unavailable") sent")

@@ -81,6 +81,7 @@ import Testing
                 foreignIovecs: 256, memcpyBytesPerByteSent: 1.0))
         #expect(!v.zeroCopy)
         #expect(v.failedChecks == ["foreign_iovecs", "memcpy_bytes_per_byte_sent"])
+        #expect(v.reason == "caught by foreign_iovecs, memcpy_bytes_per_byte_sent")
     }
 
     @Test func withoutTheMemcpyCounterTheVerdictIsNeverYes() {
@@ -89,6 +90,7 @@ import Testing
         let v = Verdict.evaluate(input)
         #expect(!v.zeroCopy)
         #expect(v.failedChecks == ["memcpy_bytes_per_byte_sent"])
+        #expect(v.reason == "unavailable: memcpy_bytes_per_byte_sent")
         #expect(v.checks[3].value == nil)
         #expect(v.checks[3].detail.contains("unavailable"))
     }

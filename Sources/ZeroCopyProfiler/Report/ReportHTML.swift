@@ -124,7 +124,7 @@ extension ProfileReport {
         s += " the reactor threads memcpy'd \(Format.bytes(w.reactorMemcpyBytes))"
         s += " (\(Format.ratio(w.memcpyBytesPerByteSent)) bytes per byte sent).</p>\n"
         if !yes {
-            s += "<p class=\"caught\">Caught by: \(HTML.escape(verdict.failedChecks.joined(separator: ", "))).</p>\n"
+            s += "<p class=\"caught\">\(HTML.escape(verdict.reason.prefix(1).uppercased() + verdict.reason.dropFirst())).</p>\n"
         }
         s += HTML.table(
             ["check", "value", "limit", "result", "meaning"], verdict.checks.map(Self.cells), kind: "checks")

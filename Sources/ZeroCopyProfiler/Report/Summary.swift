@@ -21,7 +21,7 @@ extension ProfileReport {
         let w = window
         var lines = [
             "\(heading)\(copyControl ? " (\(attached?.copyControl.map { "copy control: \($0)" } ?? "copy control"))" : ""): zero copy \(verdict.zeroCopy ? "YES" : "NO")"
-                + (verdict.zeroCopy ? "" : " (caught by \(verdict.failedChecks.joined(separator: ", ")))"),
+                + (verdict.zeroCopy ? "" : " (\(verdict.reason))"),
             "  sent \(Format.bytes(w.bytesSent)) in \(Format.seconds(w.seconds))"
                 + " (\(Format.rate(w.throughputBytesPerSecond)))"
                 + (attached == nil ? ", \(Format.count(w.writes)) writes" : "")
