@@ -60,11 +60,14 @@ public struct VerdictInput: Sendable, Equatable {
     public var foreignIovecs: Int
     /// nil when the process has no memcpy counter.
     public var memcpyBytesPerByteSent: Double?
+    /// Bytes sent with sendfile: from the page cache, never in user memory, so no iovec to check.
+    public var sendfileBytes: Int
 
     public init(
         bytesSent: Int, allocatedBytesPerByteSent: Double?, bytesCopied: Int, verifiedIovecs: Int, foreignIovecs: Int,
-        memcpyBytesPerByteSent: Double?
+        memcpyBytesPerByteSent: Double?, sendfileBytes: Int = 0
     ) {
+        self.sendfileBytes = sendfileBytes
         self.bytesSent = bytesSent
         self.allocatedBytesPerByteSent = allocatedBytesPerByteSent
         self.bytesCopied = bytesCopied
@@ -77,7 +80,7 @@ public struct VerdictInput: Sendable, Equatable {
         self.init(
             bytesSent: w.bytesSent, allocatedBytesPerByteSent: w.allocatedBytesPerByteSent, bytesCopied: w.bytesCopied,
             verifiedIovecs: w.verifiedIovecs, foreignIovecs: w.foreignIovecs,
-            memcpyBytesPerByteSent: w.memcpyBytesPerByteSent)
+            memcpyBytesPerByteSent: w.memcpyBytesPerByteSent, sendfileBytes: w.sendfileBytes)
     }
 }
 
@@ -112,6 +115,7 @@ public struct Verdict: Sendable, Equatable {
         } else {
             ratioDetail = "bytes the reactor threads allocated per byte they sent"
         }
+        let checked = input.verifiedIovecs + input.foreignIovecs
         let checks = [
             Check(
                 name: "allocated_bytes_per_byte_sent",
@@ -122,11 +126,13 @@ public struct Verdict: Sendable, Equatable {
                 comparison: .atMost, detail: "the library's own count of bytes it copied before sending"),
             Check(
                 name: "foreign_iovecs",
-                value: input.verifiedIovecs + input.foreignIovecs > 0 ? Double(input.foreignIovecs) : nil,
+                value: checked > 0 || input.sendfileBytes > 0 ? Double(input.foreignIovecs) : nil,
                 limit: Double(thresholds.maxForeignIovecs), comparison: .atMost,
-                detail: input.verifiedIovecs + input.foreignIovecs > 0
+                detail: checked > 0
                     ? "iovecs handed to sendmsg that did not lie inside the memory the caller appended"
-                    : "unavailable: no iovec was checked (verify mode off, or nothing sent)"),
+                    : input.sendfileBytes > 0
+                        ? "no iovec to check: the bytes went out with sendfile, from the page cache"
+                        : "unavailable: no iovec was checked (verify mode off, or nothing sent)"),
             Check(
                 name: "memcpy_bytes_per_byte_sent",
                 value: input.bytesSent > 0 ? input.memcpyBytesPerByteSent : nil,

@@ -84,6 +84,19 @@ import Testing
         #expect(v.reason == "caught by foreign_iovecs, memcpy_bytes_per_byte_sent")
     }
 
+    @Test func bytesSentWithSendfileNeedNoIovecCheck() {
+        var input = Self.clean
+        input.verifiedIovecs = 0
+        #expect(!Verdict.evaluate(input).zeroCopy, "nothing checked and nothing sent with sendfile proves nothing")
+        input.sendfileBytes = 1 << 20
+        let v = Verdict.evaluate(input)
+        #expect(v.zeroCopy)
+        #expect(v.checks[2].value == 0)
+        #expect(v.checks[2].detail.contains("sendfile"))
+        input.foreignIovecs = 1
+        #expect(Verdict.evaluate(input).failedChecks == ["foreign_iovecs"])
+    }
+
     @Test func withoutTheMemcpyCounterTheVerdictIsNeverYes() {
         var input = Self.clean
         input.memcpyBytesPerByteSent = nil

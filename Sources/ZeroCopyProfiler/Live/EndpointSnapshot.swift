@@ -69,7 +69,8 @@ extension LiveMeter {
                 ("sendmsg_calls", .int(c.write.sendmsgCalls)), ("slices_written", .int(c.write.slicesWritten)),
                 ("partial_writes", .int(c.write.partialWrites)), ("would_blocks", .int(c.write.wouldBlocks)),
                 ("verified_iovecs", .int(c.write.verifiedIovecs)), ("foreign_iovecs", .int(c.write.foreignIovecs)),
-                ("bytes_copied", .int(c.bytesCopied)),
+                ("bytes_copied", .int(c.bytesCopied)), ("sendfile_calls", .int(c.write.sendfileCalls)),
+                ("sendfile_bytes", .int(c.write.sendfileBytes)), ("staged_bytes", .int(c.write.stagedBytes)),
                 ("memcpy_bytes", .of(r.memcpy?.memcpyBytes)), ("memcpy_calls", .of(r.memcpy?.memcpyCalls)),
                 ("memmove_bytes", .of(r.memcpy?.memmoveBytes)), ("memmove_calls", .of(r.memcpy?.memmoveCalls)),
                 ("read_bytes_held", .int(c.readBytesHeld)), ("read_buffers_held", .int(c.readBuffersHeld)),
@@ -150,6 +151,9 @@ extension EndpointSnapshot {
             c.write.verifiedIovecs = try int("verified_iovecs")
             c.write.foreignIovecs = try int("foreign_iovecs")
             c.bytesCopied = try int("bytes_copied")
+            c.write.sendfileCalls = try int("sendfile_calls")
+            c.write.sendfileBytes = try int("sendfile_bytes")
+            c.write.stagedBytes = try int("staged_bytes")
             c.readBytesHeld = try int("read_bytes_held")
             c.readBuffersHeld = try int("read_buffers_held")
             c.readBuffersFree = try int("read_buffers_free")

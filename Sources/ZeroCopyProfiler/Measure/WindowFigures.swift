@@ -106,6 +106,10 @@ public struct WindowFigures: Sendable {
     public var syscalls: Int { sendCalls + sendmsgCalls }
     public var slicesWritten: Int { threads.reduce(0) { $0 + $1.write.slicesWritten } }
     public var partialWrites: Int { threads.reduce(0) { $0 + $1.write.partialWrites } }
+    public var sendfileCalls: Int { threads.reduce(0) { $0 + $1.write.sendfileCalls } }
+    public var sendfileBytes: Int { threads.reduce(0) { $0 + $1.write.sendfileBytes } }
+    /// Bytes a copy control staged before sending (the core's own count of its deliberate copies).
+    public var stagedBytes: Int { threads.reduce(0) { $0 + $1.write.stagedBytes } }
     public var wouldBlocks: Int { threads.reduce(0) { $0 + $1.write.wouldBlocks } }
 
     public var seconds: Double { Double(durationNanos) / 1e9 }

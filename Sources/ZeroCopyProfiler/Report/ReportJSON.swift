@@ -65,6 +65,9 @@ extension ProfileReport {
             ("slices_per_call", .double(w.slicesPerCall)),
             ("partial_writes", .int(w.partialWrites)),
             ("would_blocks", .int(w.wouldBlocks)),
+            ("sendfile_calls", .int(w.sendfileCalls)),
+            ("sendfile_bytes", .int(w.sendfileBytes)),
+            ("staged_bytes", .int(w.stagedBytes)),
             ("driver_bytes_allocated", .of(w.driverAllocatedBytes)),
             (
                 "heap",
