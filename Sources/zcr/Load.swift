@@ -106,7 +106,8 @@ struct Load: ParsableCommand {
         if let profile {
             let c = try? makeConfiguration()
             do {
-                serverProfile = try ServerProfile.start(path: profile, warmup: c?.warmup ?? .zero, duration: c?.duration ?? .seconds(10))
+                serverProfile = try ServerProfile.start(
+                    path: profile, warmup: c?.warmup ?? .zero, duration: c?.duration ?? .seconds(10), startAt: c?.startAt)
             } catch { throw Self.fail("--profile \(error)", status: 2) }
         }
         let report: LoadReport

@@ -198,8 +198,8 @@ struct Profile: ParsableCommand {
 }
 
 /// `zcr load --profile PATH`: the server's side of a load run. Attaches to the server's profiling endpoint on a
-/// thread of its own while the load runs (warm-up: the load's, plus a quarter second for connecting; window: the
-/// load's duration), then puts the verdict and allocation figures into the load's summary and JSON
+/// thread of its own while the load runs (warm-up: until --start-at, if given, then the load's, plus a quarter
+/// second for connecting; window: the load's duration), then puts the verdict and allocation figures into the load's summary and JSON
 /// (`server_profile`: the `zcr profile --attach` report, docs/profile.md).
 final class ServerProfile: @unchecked Sendable {
     // Written by the attaching thread before it ends; read only after joining it.
@@ -207,10 +207,16 @@ final class ServerProfile: @unchecked Sendable {
     private var thread: UInt = 0
 
     /// Checks that the endpoint answers (before any load), then starts attaching.
-    static func start(path: String, warmup: Duration, duration: Duration) throws(ProfileError) -> ServerProfile {
+    /// With `startAt` (wall-clock seconds, `--start-at`), the warm-up also waits for the traffic to start.
+    static func start(
+        path: String, warmup: Duration, duration: Duration, startAt: Double? = nil
+    ) throws(ProfileError) -> ServerProfile {
         _ = try EndpointClient(path: path).snapshot()
         var options = AttachOptions(path: path)
-        options.warmupSeconds = seconds(warmup) + 0.25
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let wait = startAt.map { max(0, $0 - (Double(now.tv_sec) + Double(now.tv_nsec) / 1e9)) } ?? 0
+        options.warmupSeconds = wait + seconds(warmup) + 0.25
         options.durationSeconds = max(0.1, seconds(duration))
         let profile = ServerProfile()
         profile.thread = PosixThread.spawn(name: "zcr-attach", joinable: true) {
