@@ -78,6 +78,39 @@ final class HoardingHandler: ConnectionHandler, @unchecked Sendable {
         #expect(after.readBuffersAllocated - after.readBuffersFreed - after.readBuffersFree <= 1)  // the current one
     }
 
+    /// Buffers that come back in a burst are wanted again at once: a hoarder that holds 64 buffers, lets go, and
+    /// fills 64 again must reuse the blocks, not free 48 of them and allocate 48 new ones (that churn showed as 0.8
+    /// bytes allocated per byte echoed at 4 KiB over 1,000 connections). Once nothing is held the surplus is freed.
+    @Test func buffersReleasedInABurstAreReusedNotFreedAndAllocatedAgain() throws {
+        let hoarder = HoardingHandler()
+        let (pool, address) = try makeServer(configure: { $0.readBufferSize = 4096 }) { _ in hoarder }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        let round = 64 * 4096
+        func fill(_ n: Int) {
+            hoarder.kept.withLock { $0.hoarding = true }
+            peer.send([UInt8](repeating: 3, count: round))
+            #expect(eventually { pool.counters()[0].bytesRead == n * round })
+        }
+        fill(1)
+        let first = pool.counters()[0]
+        #expect(first.readBuffersHeld >= 48, "held \(first.readBuffersHeld)")
+        hoarder.letGo()
+        #expect(eventually { pool.counters()[0].readBuffersHeld <= 1 })
+        fill(2)
+        let second = pool.counters()[0]
+        #expect(second.readBuffersAllocated - first.readBuffersAllocated <= 2,
+                "allocated \(second.readBuffersAllocated - first.readBuffersAllocated) more buffers for the same load")
+        hoarder.letGo()
+        #expect(eventually {
+            let c = pool.counters()[0]
+            // Free blocks back to the floor; the pool's ring of recently retired buffers (idle now) counts as free too.
+            return c.readBuffersHeld <= 1
+                && c.readBuffersFree <= ReactorConfiguration().readBuffersKeptFree + ReadBufferPool.recentLimit
+        })
+        withExtendedLifetime(peer) {}
+    }
+
     /// A handler that hoards every slice of one connection: the loop pauses that connection once the held read
     /// memory passes the budget, keeps serving an echo connection beside it, and resumes the hoarder when it lets go.
     @Test func theBudgetPausesTheLargestHolderAndOthersKeepBeingServed() throws {

@@ -589,6 +589,7 @@ public final class EventLoop: @unchecked Sendable {
         c.bytesCopied = bytesCopied.load(ordering: .relaxed)
         c.handlerFailures = handlerFailures.load(ordering: .relaxed)
         let memory = readBuffers.memory
+        memory.trimFree(now: iterationStart)
         let idleRecent = readBuffers.settle()
         c.readBuffersAllocated = memory.blocksAllocated
         c.readBuffersFreed = memory.blocksFreed

@@ -17,7 +17,9 @@ public struct ReactorConfiguration: Sendable {
     /// reading on the connections holding the most retained bytes, largest first, and resumes them once the held
     /// memory is back under half the budget (or their own share is gone). Nothing is copied to get there.
     public var readMemoryBudget = 64 * 1024 * 1024
-    /// Free read buffers each loop keeps for reuse (default 16); buffers freed beyond that go back to the allocator.
+    /// Free read buffers each loop keeps for reuse at least (default 16). While slices hold more buffers than that, the
+    /// loop keeps as many free as are held (the working set, at most the budget's worth), so buffers that come back
+    /// in bursts are reused instead of freed and allocated again; the surplus is freed once less is held.
     public var readBuffersKeptFree = 16
     /// Accepted connections open at once in the whole pool; beyond it new ones are closed at once and counted in
     /// `LoopCounters.connectionsRefused` (nil: no limit but the descriptor limit, where accept pauses on EMFILE).
