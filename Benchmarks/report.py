@@ -232,6 +232,7 @@ def micro_rows(path):
 def svg_chart(rows, path):
     """Horizontal bars on a log scale: each target's measured ratio, with the target marked."""
     import math
+    rows = [r for r in rows if r[6] == "x"]  # absolute bounds (bytes, allocations) are not ratios
     width, left, right, bar, gap, top = 1040, 400, 40, 18, 10, 62
     height = top + len(rows) * (bar + gap) + 50
     lo, hi = 0.1, 100.0
@@ -246,7 +247,7 @@ def svg_chart(rows, path):
     for tick in (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100):
         out.append(f'<line x1="{x(tick):.1f}" y1="{top - 5}" x2="{x(tick):.1f}" y2="{height - 40}" stroke="#ddd"/>')
         out.append(f'<text x="{x(tick):.1f}" y="{height - 25}" text-anchor="middle" fill="#555">{tick:g}x</text>')
-    for i, (name, text, r, bound, met, lower) in enumerate(rows):
+    for i, (name, text, r, bound, met, lower, _) in enumerate(rows):
         y = top + i * (bar + gap)
         shown = (1 / r if r else None) if lower else r
         target = 1 / bound if lower else bound
