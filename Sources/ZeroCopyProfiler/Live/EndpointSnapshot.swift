@@ -71,6 +71,9 @@ extension LiveMeter {
                 ("verified_iovecs", .int(c.write.verifiedIovecs)), ("foreign_iovecs", .int(c.write.foreignIovecs)),
                 ("bytes_copied", .int(c.bytesCopied)), ("sendfile_calls", .int(c.write.sendfileCalls)),
                 ("sendfile_bytes", .int(c.write.sendfileBytes)), ("staged_bytes", .int(c.write.stagedBytes)),
+                ("zerocopy_sends", .int(c.write.zeroCopySends)), ("zerocopy_bytes", .int(c.write.zeroCopyBytes)),
+                ("zerocopy_completions", .int(c.write.zeroCopyCompletions)),
+                ("zerocopy_copied", .int(c.write.zeroCopyCopied)), ("zerocopy_fallbacks", .int(c.write.zeroCopyFallbacks)),
                 ("memcpy_bytes", .of(r.memcpy?.memcpyBytes)), ("memcpy_calls", .of(r.memcpy?.memcpyCalls)),
                 ("memmove_bytes", .of(r.memcpy?.memmoveBytes)), ("memmove_calls", .of(r.memcpy?.memmoveCalls)),
                 ("read_bytes_held", .int(c.readBytesHeld)), ("read_buffers_held", .int(c.readBuffersHeld)),
@@ -154,6 +157,11 @@ extension EndpointSnapshot {
             c.write.sendfileCalls = try int("sendfile_calls")
             c.write.sendfileBytes = try int("sendfile_bytes")
             c.write.stagedBytes = try int("staged_bytes")
+            c.write.zeroCopySends = try int("zerocopy_sends")
+            c.write.zeroCopyBytes = try int("zerocopy_bytes")
+            c.write.zeroCopyCompletions = try int("zerocopy_completions")
+            c.write.zeroCopyCopied = try int("zerocopy_copied")
+            c.write.zeroCopyFallbacks = try int("zerocopy_fallbacks")
             c.readBytesHeld = try int("read_bytes_held")
             c.readBuffersHeld = try int("read_buffers_held")
             c.readBuffersFree = try int("read_buffers_free")

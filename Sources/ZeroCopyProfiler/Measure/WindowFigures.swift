@@ -108,6 +108,12 @@ public struct WindowFigures: Sendable {
     public var partialWrites: Int { threads.reduce(0) { $0 + $1.write.partialWrites } }
     public var sendfileCalls: Int { threads.reduce(0) { $0 + $1.write.sendfileCalls } }
     public var sendfileBytes: Int { threads.reduce(0) { $0 + $1.write.sendfileBytes } }
+    /// MSG_ZEROCOPY: sends and bytes, completions, and how many of those the kernel copied anyway.
+    public var zeroCopySends: Int { threads.reduce(0) { $0 + $1.write.zeroCopySends } }
+    public var zeroCopyBytes: Int { threads.reduce(0) { $0 + $1.write.zeroCopyBytes } }
+    public var zeroCopyCompletions: Int { threads.reduce(0) { $0 + $1.write.zeroCopyCompletions } }
+    public var zeroCopyCopied: Int { threads.reduce(0) { $0 + $1.write.zeroCopyCopied } }
+    public var zeroCopyFallbacks: Int { threads.reduce(0) { $0 + $1.write.zeroCopyFallbacks } }
     /// Bytes a copy control staged before sending (the core's own count of its deliberate copies).
     public var stagedBytes: Int { threads.reduce(0) { $0 + $1.write.stagedBytes } }
     public var wouldBlocks: Int { threads.reduce(0) { $0 + $1.write.wouldBlocks } }

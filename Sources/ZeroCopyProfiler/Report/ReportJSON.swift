@@ -67,6 +67,11 @@ extension ProfileReport {
             ("would_blocks", .int(w.wouldBlocks)),
             ("sendfile_calls", .int(w.sendfileCalls)),
             ("sendfile_bytes", .int(w.sendfileBytes)),
+            ("zerocopy_sends", .int(w.zeroCopySends)),
+            ("zerocopy_bytes", .int(w.zeroCopyBytes)),
+            ("zerocopy_completions", .int(w.zeroCopyCompletions)),
+            ("zerocopy_copied", .int(w.zeroCopyCopied)),
+            ("zerocopy_fallbacks", .int(w.zeroCopyFallbacks)),
             ("staged_bytes", .int(w.stagedBytes)),
             ("driver_bytes_allocated", .of(w.driverAllocatedBytes)),
             (

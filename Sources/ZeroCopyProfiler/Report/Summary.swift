@@ -49,6 +49,20 @@ extension ProfileReport {
                 "  whole process (tcache off): \(Format.count(n)) allocations = "
                     + "\(Format.ratio(w.processAllocationsPerWrite)) per write", at: lines.count - 3)
         }
+        if let at = lines.firstIndex(where: { $0.hasPrefix("  bytes copied ") }) {
+            var kernel: [String] = []
+            if w.sendfileCalls > 0 {
+                kernel.append("  sendfile sent \(Format.bytes(w.sendfileBytes)) from the page cache in \(Format.count(w.sendfileCalls)) calls")
+            }
+            if w.zeroCopySends > 0 {
+                let all = w.zeroCopyCompletions > 0 && w.zeroCopyCopied == w.zeroCopyCompletions
+                kernel.append("  MSG_ZEROCOPY sent \(Format.bytes(w.zeroCopyBytes)) in \(Format.count(w.zeroCopySends)) sends; "
+                    + "\(Format.count(w.zeroCopyCopied)) of \(Format.count(w.zeroCopyCompletions)) completions say the kernel copied anyway"
+                    + (all ? " (all of them: on loopback and veth it always copies, so nothing was saved)" : "")
+                    + (w.zeroCopyFallbacks > 0 ? "; \(Format.count(w.zeroCopyFallbacks)) ENOBUFS fallbacks" : ""))
+            }
+            lines.insert(contentsOf: kernel, at: at + 1)
+        }
         for c in verdict.checks where !c.passed {
             lines.append("  failed: \(Self.describe(c)): \(c.detail)")
         }
