@@ -154,28 +154,22 @@ enum Sys {
 
     /// `sendmsg` of a gathered write with MSG_NOSIGNAL. An injected short count trims the iovecs it hands over.
     static func sendmsg(_ fd: Int32, _ iov: UnsafeMutableBufferPointer<iovec>) throws(SystemError) -> IOResult<Int> {
-        try call(.sendmsg, fd: fd) { limit in
-            if limit == Int.max {
-                return zcr_sendmsg(fd, iov.baseAddress, Int32(iov.count), Int32(MSG_DONTWAIT))
-            }
-            // Test-only path: hand the kernel at most `limit` bytes by trimming a copy of the descriptors.
-            var entries: [iovec] = []
-            var left = limit
-            for v in iov where left > 0 {
-                let n = min(v.iov_len, left)
-                entries.append(iovec(iov_base: v.iov_base, iov_len: n))
-                left -= n
-            }
-            return entries.withUnsafeBufferPointer { zcr_sendmsg(fd, $0.baseAddress, Int32($0.count), Int32(MSG_DONTWAIT)) }
-        }
+        try sendmsg(fd, iov, flags: Int32(MSG_DONTWAIT))
     }
 
     /// sendmsg with MSG_ZEROCOPY (SO_ZEROCOPY must be on): the kernel pins the pages instead of copying, and reports
     /// on the error queue when it is done with them.
     static func sendmsgZeroCopy(_ fd: Int32, _ iov: UnsafeMutableBufferPointer<iovec>) throws(SystemError) -> IOResult<Int> {
+        try sendmsg(fd, iov, flags: Int32(MSG_DONTWAIT) | zcr_msg_zerocopy())
+    }
+
+    @inline(__always)
+    private static func sendmsg(
+        _ fd: Int32, _ iov: UnsafeMutableBufferPointer<iovec>, flags: Int32
+    ) throws(SystemError) -> IOResult<Int> {
         try call(.sendmsg, fd: fd) { limit in
-            let flags = Int32(MSG_DONTWAIT) | zcr_msg_zerocopy()
             if limit == Int.max { return zcr_sendmsg(fd, iov.baseAddress, Int32(iov.count), flags) }
+            // Test-only path: hand the kernel at most `limit` bytes by trimming a copy of the descriptors.
             var entries: [iovec] = []
             var left = limit
             for v in iov where left > 0 {

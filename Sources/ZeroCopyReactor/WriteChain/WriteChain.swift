@@ -354,13 +354,18 @@ final class WriteChain: @unchecked Sendable {
         case .processed(let written):
             precondition(written > 0 && written <= want, "sendfile reported \(written) of \(want) bytes")
             stats.sendfileBytes += written
-            consume(written, zeroCopyCall: nil, stats: &stats)
-            if written < want {
-                stats.partialWrites += 1
-                return .wouldBlock
-            }
-            return nil
+            return sent(written, of: want, zeroCopyCall: nil, stats: &stats)
         }
+    }
+
+    /// Accounts a call that took `written` of `asked` bytes. nil when all of it went; a short write means the send
+    /// buffer is full, and the next call would almost always be EAGAIN, so wait for EPOLLOUT instead of spending a
+    /// syscall to learn it (nginx does the same).
+    private func sent(_ written: Int, of asked: Int, zeroCopyCall: UInt32?, stats: inout FlushStats) -> FlushOutcome? {
+        consume(written, zeroCopyCall: zeroCopyCall, stats: &stats)
+        guard written < asked else { return nil }
+        stats.partialWrites += 1
+        return .wouldBlock
     }
 
     /// One sendmsg for the run of memory slices at the head (up to the next file region). nil: all of it went.
@@ -399,7 +404,7 @@ final class WriteChain: @unchecked Sendable {
             call = UnsafeMutableBufferPointer(rebasing: iov.entries[0..<1])
             stats.stagedBytes += bytes
         }
-        defer { if control(options) == .allocate, let staged { staged.deallocate() } }
+        defer { if options.copyControl == .allocate, let staged { staged.deallocate() } }
         // The proof at the syscall boundary: what the kernel is handed must be the appended memory itself.
         if options.verify { verifyIovecs(call, from: first, stats: &stats) }
         let zeroCopy = zeroCopyEnabled && bytes >= (options.zeroCopyThreshold ?? Int.max)
@@ -430,18 +435,9 @@ final class WriteChain: @unchecked Sendable {
                 stats.zeroCopySends += 1
                 stats.zeroCopyBytes += written
             }
-            consume(written, zeroCopyCall: zeroCopyCall, stats: &stats)
-            if written < bytes {
-                // A short write means the send buffer is full: the next call would almost always be EAGAIN,
-                // so wait for EPOLLOUT instead of spending a syscall to learn it (nginx does the same).
-                stats.partialWrites += 1
-                return .wouldBlock
-            }
-            return nil
+            return sent(written, of: bytes, zeroCopyCall: zeroCopyCall, stats: &stats)
         }
     }
-
-    private func control(_ options: FlushOptions) -> CopyControl? { options.copyControl }
 
     /// sendfile takes at most this many bytes a call on Linux (0x7ffff000).
     static let sendfileLimit = 0x7fff_f000
