@@ -142,8 +142,9 @@ final class ReadMemory: @unchecked Sendable {
         return UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 16)
     }
 
-    /// The most buffers slices held at once lately (loop only): raised as buffers retire, brought down to what is
-    /// held now at most once a second (`trimFree`), so a burst's worth stays free for the next burst and no longer.
+    /// The most buffers slices held at once lately (loop only): raised as buffers retire, and lowered by a quarter a
+    /// second toward what is held now (`trimFree`), so a burst's worth stays free for the bursts that follow (held
+    /// counts swing widely from one moment to the next under load), and is given back within seconds of quiet.
     private var recentPeak = 0
     private var peakSince: UInt64 = 0
 
@@ -174,11 +175,12 @@ final class ReadMemory: @unchecked Sendable {
         }
     }
 
-    /// Frees the free blocks beyond what is worth keeping, once slices have held less for a second (loop only;
-    /// called every iteration, cheap when there is nothing to do).
+    /// Frees the free blocks beyond what is worth keeping (loop only; called every iteration, cheap when there is
+    /// nothing to do).
     func trimFree(now: UInt64) {
         if now &- peakSince >= 1_000_000_000 {
-            recentPeak = heldBuffers.load(ordering: .relaxed)
+            let held = heldBuffers.load(ordering: .relaxed)
+            recentPeak = max(held, recentPeak - (recentPeak + 3) / 4)
             peakSince = now
         }
         let keep = keepFree
