@@ -24,13 +24,14 @@ public final class WriteChainProbe: @unchecked Sendable {
     }
 
     /// Flushes everything queued (one consumer thread only). `accept(iovecs, bytes)` returns the bytes taken.
-    public func flush(budget: Int = .max, accept: (_ iovecs: Int, _ bytes: Int) -> Int) {
+    /// `accept` should capture nothing (a closure with a context would be allocated when it is passed here, and the
+    /// allocation budgets count every malloc of a flush).
+    public func flush(budget: Int = .max, accept: @escaping (_ iovecs: Int, _ bytes: Int) -> Int) {
         var s = FlushStats()
-        withoutActuallyEscaping(accept) { accept in
-            while true {
-                let outcome = chain.flush(iov: iov, budget: budget, stats: &s, io: ProbeIO(accept: accept))
-                if outcome != .wouldBlock { break }
-            }
+        let io = ProbeIO(accept: accept)
+        while true {
+            let outcome = chain.flush(iov: iov, budget: budget, stats: &s, io: io)
+            if outcome != .wouldBlock { break }
         }
         stats += s
     }
