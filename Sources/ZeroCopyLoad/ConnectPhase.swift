@@ -56,15 +56,8 @@ extension LoadGenerator {
         _ shared: RunCounters, _ failedAtOnce: Int, _ clock: inout RunClock,
         _ progress: (LoadProgress) -> Void
     ) {
-        let now = EventLoop.now()
-        guard now >= clock.nextProgress else { return }
-        clock.nextProgress = now + clock.interval
-        progress(
-            LoadProgress(
-                phase: .connecting, elapsedSeconds: Double(now - clock.start) / 1e9,
-                connectionsOpen: shared.open.load(ordering: .relaxed), connectionsRequested: configuration.connections,
-                messagesPerSecond: 0, bytesPerSecond: 0, p99Micros: nil,
-                errors: shared.failed.load(ordering: .relaxed) + failedAtOnce))
+        reportBeforeTraffic(
+            .connecting, shared, errors: shared.failed.load(ordering: .relaxed) + failedAtOnce, &clock, progress)
     }
 
     /// nil when the connect phase allows a run; otherwise the one line that says why not.

@@ -184,16 +184,23 @@ public final class LoadGenerator: Sendable {
     ) {
         while EventLoop.now() < deadline && !stopping {
             _ = wait(until: min(deadline, clock.nextProgress)) { stopping }
-            let now = EventLoop.now()
-            guard now >= clock.nextProgress else { continue }
-            clock.nextProgress = now + clock.interval
-            progress(
-                LoadProgress(
-                    phase: .waiting, elapsedSeconds: Double(now - clock.start) / 1e9,
-                    connectionsOpen: shared.open.load(ordering: .relaxed),
-                    connectionsRequested: configuration.connections, messagesPerSecond: 0, bytesPerSecond: 0,
-                    p99Micros: nil, errors: 0))
+            reportBeforeTraffic(.waiting, shared, errors: 0, &clock, progress)
         }
+    }
+
+    /// A progress line before any traffic (connecting, or waiting for --start-at), when one is due.
+    func reportBeforeTraffic(
+        _ phase: LoadProgress.Phase, _ shared: RunCounters, errors: Int, _ clock: inout RunClock,
+        _ progress: (LoadProgress) -> Void
+    ) {
+        let now = EventLoop.now()
+        guard now >= clock.nextProgress else { return }
+        clock.nextProgress = now + clock.interval
+        progress(
+            LoadProgress(
+                phase: phase, elapsedSeconds: Double(now - clock.start) / 1e9,
+                connectionsOpen: shared.open.load(ordering: .relaxed), connectionsRequested: configuration.connections,
+                messagesPerSecond: 0, bytesPerSecond: 0, p99Micros: nil, errors: errors))
     }
 
     private func sampleAll(_ workers: [LoopWorker], stop: Bool, openWindow: Bool = false) -> [LoopSample] {

@@ -7,20 +7,29 @@ import Testing
 
 extension LoadRuns {
     @Suite struct TailTests {
-        @Test func aServerThatStopsAnsweringShowsInMaxAndWarning() async throws {
-            let server = try PlainServer(.echoThenStall(seconds: 0.05))
+        /// Two connections, pipeline 1, a 500 ms window against a server that echoes for `stallAfter` seconds and
+        /// then stops answering: the run, when it started, and when each connection's server side stopped.
+        func runAgainstAStall(after stallAfter: Double, rate: Double? = nil) async throws
+            -> (run: LoadReport, start: UInt64, stalls: [UInt64]) {
+            let server = try PlainServer(.echoThenStall(seconds: stallAfter))
             defer { server.stop() }
             let start = monotonicNanos()
             let r = try await runLoad(
                 { c in
                     c.connections = 2
                     c.pipeline = 1
+                    c.rate = rate
                     c.duration = .milliseconds(500)
                 }, target: server.target)
-            // Each connection had one request in flight when the server stopped; it was sent before the server
-            // got it, and the window closed no earlier than `start + duration`.
             let stalls = server.stallStarts
             #expect(stalls.count == 2)
+            return (r, start, stalls)
+        }
+
+        @Test func aServerThatStopsAnsweringShowsInMaxAndWarning() async throws {
+            let (r, start, stalls) = try await runAgainstAStall(after: 0.05)
+            // Each connection had one request in flight when the server stopped; it was sent before the server
+            // got it, and the window closed no earlier than `start + duration`.
             let leastWait = (start + 500_000_000 - (stalls.max() ?? 0)) / 1000
             #expect(leastWait > 300_000)  // the stall is most of the window
             let l = try #require(r.latency)
@@ -46,18 +55,7 @@ extension LoadRuns {
         }
 
         @Test func openLoopCountsTheSendsThatWereDueAndNotMade() async throws {
-            let server = try PlainServer(.echoThenStall(seconds: 0.15))
-            defer { server.stop() }
-            let start = monotonicNanos()
-            let r = try await runLoad(
-                { c in
-                    c.connections = 2
-                    c.pipeline = 1
-                    c.rate = 1000
-                    c.duration = .milliseconds(500)
-                }, target: server.target)
-            let stalls = server.stallStarts
-            #expect(stalls.count == 2)
+            let (r, start, stalls) = try await runAgainstAStall(after: 0.15, rate: 1000)
             let stalledFor = Double(start + 500_000_000 - (stalls.max() ?? 0)) / 1e9
             #expect(r.unansweredAtEnd == 2)
             // 1000/s over the stall, less the two that went out: due and never sent (pipeline 1 was full).

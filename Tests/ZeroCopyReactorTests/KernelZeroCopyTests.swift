@@ -38,20 +38,15 @@ final class TempFile: @unchecked Sendable {
     @Test func aFileRegionBetweenMemorySlicesArrivesExactly() throws {
         let file = TempFile(count: 3 * 1024 * 1024 + 17)
         let tracker = LifetimeTracker(expecting: 3)
-        let (pool, address) = try makeServer { _ in
-            let h = ClosureHandler()
-            h.onOpen = { c in
-                var m = OutboundMessage()
-                m.append(tracker.slice(Array("head:".utf8), tag: 1))
-                var region = try! OpenFile(path: file.path).region()
-                region.tag = 2
-                region.observer = tracker
-                m.append(region)
-                m.append(tracker.slice(Array(":tail".utf8), tag: 3))
-                try! c.write(&m)
-                c.close()
-            }
-            return h
+        let (pool, address) = try makeReplyingServer { c in
+            var m = OutboundMessage()
+            m.append(tracker.slice(Array("head:".utf8), tag: 1))
+            var region = try! OpenFile(path: file.path).region()
+            region.tag = 2
+            region.observer = tracker
+            m.append(region)
+            m.append(tracker.slice(Array(":tail".utf8), tag: 3))
+            try! c.write(&m)
         }
         defer { pool.shutdown() }
         let peer = try RawPeer(connectingTo: address)
@@ -69,14 +64,9 @@ final class TempFile: @unchecked Sendable {
     @Test func partialSendfilesResumeWhereTheKernelStopped() throws {
         let file = TempFile(count: 200_000, seed: 3)
         let fault = Box<Int>()
-        let (pool, address) = try makeServer { _ in
-            let h = ClosureHandler()
-            h.onOpen = { c in
-                fault.set(FaultInjection.inject(.shortCount(4093), on: .sendfile, fd: c.fd, times: 30))
-                try! c.write(try! OpenFile(path: file.path).region(1000..<200_000))
-                c.close()
-            }
-            return h
+        let (pool, address) = try makeReplyingServer { c in
+            fault.set(FaultInjection.inject(.shortCount(4093), on: .sendfile, fd: c.fd, times: 30))
+            try! c.write(try! OpenFile(path: file.path).region(1000..<200_000))
         }
         defer { pool.shutdown() }
         let peer = try RawPeer(connectingTo: address)
@@ -91,15 +81,8 @@ final class TempFile: @unchecked Sendable {
     /// one piece and in order within each thread.
     @Test func memoryAndFileSlicesInterleavedFromSeveralThreads() throws {
         let file = TempFile(count: 64 * 1024, seed: 11)
-        let opened = Box<Connection>()
-        let (pool, address) = try makeServer { _ in
-            let h = ClosureHandler()
-            h.onOpen = { opened.set($0) }
-            return h
-        }
+        let (pool, peer, c) = try connectedPair()
         defer { pool.shutdown() }
-        let peer = try RawPeer(connectingTo: address)
-        let c = try #require(opened.wait())
         let shared = try OpenFile(path: file.path)
         let perThread = 50
         let tracker = LifetimeTracker(expecting: 4 * perThread * 3)
@@ -188,20 +171,15 @@ final class TempFile: @unchecked Sendable {
     func aStagingCopyIsForeignAtTheSyscallBoundary(control: CopyControl?) throws {
         var random = TestRandom(seed: 9)
         let payload = random.bytesFast(300_000)
-        let (pool, address) = try makeServer(configure: {
+        let (pool, address) = try makeReplyingServer(configure: {
             $0.verifyIovecs = true
             $0.copyControl = control
-        }) { _ in
-            let h = ClosureHandler()
-            h.onOpen = { c in
-                var m = OutboundMessage()
-                for i in stride(from: 0, to: payload.count, by: 1000) {
-                    m.append(Slice(payload[i..<min(i + 1000, payload.count)]))
-                }
-                try! c.write(&m)
-                c.close()
+        }) { c in
+            var m = OutboundMessage()
+            for i in stride(from: 0, to: payload.count, by: 1000) {
+                m.append(Slice(payload[i..<min(i + 1000, payload.count)]))
             }
-            return h
+            try! c.write(&m)
         }
         defer { pool.shutdown() }
         let peer = try RawPeer(connectingTo: address)
@@ -265,15 +243,8 @@ extension TestRandom {
         var random = TestRandom(seed: 21)
         let payload = random.bytesFast(64 * 64 * 1024)
         let tracker = OrderTracker(expected: 64)
-        let opened = Box<Connection>()
-        let (pool, address) = try makeServer(configure: { $0.zeroCopyThreshold = 16 * 1024 }) { _ in
-            let h = ClosureHandler()
-            h.onOpen = { opened.set($0) }
-            return h
-        }
+        let (pool, peer, c) = try connectedPair(configure: { $0.zeroCopyThreshold = 16 * 1024 })
         defer { pool.shutdown() }
-        let peer = try RawPeer(connectingTo: address)
-        let c = try #require(opened.wait())
         // One slice first, read at once: its completion (COPIED) comes back before the rest is written.
         try c.write(tracker.slice(payload[0..<65536], tag: 0))
         #expect(peer.read(exactly: 65536) == Array(payload[0..<65536]))
@@ -299,16 +270,11 @@ extension TestRandom {
         let payload = random.bytesFast(8 * 65536)
         let tracker = OrderTracker(expected: 8)
         let fault = Box<Int>()
-        let (pool, address) = try makeServer(configure: { $0.zeroCopyThreshold = 1024 }) { _ in
-            let h = ClosureHandler()
-            h.onOpen = { c in
-                fault.set(FaultInjection.inject(.errno(ENOBUFS), on: .sendmsg, fd: c.fd))
-                var m = OutboundMessage()
-                for i in 0..<8 { m.append(tracker.slice(payload[i * 65536..<(i + 1) * 65536], tag: UInt64(i))) }
-                try! c.write(&m)
-                c.close()
-            }
-            return h
+        let (pool, address) = try makeReplyingServer(configure: { $0.zeroCopyThreshold = 1024 }) { c in
+            fault.set(FaultInjection.inject(.errno(ENOBUFS), on: .sendmsg, fd: c.fd))
+            var m = OutboundMessage()
+            for i in 0..<8 { m.append(tracker.slice(payload[i * 65536..<(i + 1) * 65536], tag: UInt64(i))) }
+            try! c.write(&m)
         }
         defer { pool.shutdown() }
         let peer = try RawPeer(connectingTo: address)
@@ -399,16 +365,11 @@ extension TestRandom {
         var random = TestRandom(seed: 24)
         let payload = random.bytesFast(4 * 65536)
         let tracker = OrderTracker(expected: 4)
-        let (pool, address) = try makeServer(configure: {
+        let (pool, address) = try makeReplyingServer(configure: {
             $0.zeroCopyThreshold = 1024
             $0.zeroCopyCompletionDeadlineNanos = 200_000_000
-        }) { _ in
-            let h = ClosureHandler()
-            h.onOpen = { c in
-                for i in 0..<4 { try! c.write(tracker.slice(payload[i * 65536..<(i + 1) * 65536], tag: UInt64(i))) }
-                c.close()
-            }
-            return h
+        }) { c in
+            for i in 0..<4 { try! c.write(tracker.slice(payload[i * 65536..<(i + 1) * 65536], tag: UInt64(i))) }
         }
         defer { pool.shutdown() }
         let peer = try RawPeer(connectingTo: address)

@@ -196,6 +196,19 @@ func makeServer(loops: Int = 1, configure: (inout ReactorConfiguration) -> Void 
     return (pool, address)
 }
 
+/// A server whose every connection gets what `reply` writes when it opens, and is then closed gracefully.
+func makeReplyingServer(configure: (inout ReactorConfiguration) -> Void = { _ in },
+                        _ reply: @escaping @Sendable (Connection) -> Void) throws -> (ReactorPool, SocketAddress) {
+    try makeServer(configure: configure) { _ in
+        let h = ClosureHandler()
+        h.onOpen = { c in
+            reply(c)
+            c.close()
+        }
+        return h
+    }
+}
+
 /// A one-loop server, a plain peer connected to it, and the server's side of that connection.
 func connectedPair(configure: (inout ReactorConfiguration) -> Void = { _ in }) throws -> (ReactorPool, RawPeer, Connection) {
     let server = Box<Connection>()

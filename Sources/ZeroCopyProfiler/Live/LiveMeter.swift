@@ -74,20 +74,17 @@ public final class LiveMeter: Sendable {
     /// Visits every loop once (a task on each, the only work ever put on them) to capture its counters.
     public init(pool: ReactorPool) {
         self.pool = pool
-        allocator = AllocatorInfo.detect()
-        let m = allocator.statisticsAvailable ? Mallctl.find() : nil
-        mallctl = m
-        let counter = MemcpyCounter.find()
-        memcpyCounter = counter
-        let exact = m != nil && allocator.threadCache == false
+        let instruments = ProcessInstruments.detect()
+        (allocator, mallctl, memcpyCounter) = (instruments.allocator, instruments.mallctl, instruments.memcpyCounter)
+        let exact = instruments.requestCountsCanBeExact
         var probes: [LiveLoopProbe] = []
         for loop in pool.loops {
             let probe = loop.submitAndWait { () -> LiveLoopProbe in
                 LiveLoopProbe(
                     loop: loop, threadID: zcr_thread_id(), life: ThreadLife.current(),
-                    jemalloc: m.flatMap { ThreadCounterPointers.current($0) },
-                    arena: exact ? m?.assignDedicatedArena().map { ArenaRequestNames(arena: $0) } : nil,
-                    memcpy: counter?.currentThread())
+                    jemalloc: instruments.threadCounters(),
+                    arena: instruments.dedicatedArena(exact),
+                    memcpy: instruments.memcpySlot())
             }
             // A stopped loop: its published counters are final and nothing else can be read.
             probes.append(

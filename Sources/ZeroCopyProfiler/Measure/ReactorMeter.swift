@@ -57,20 +57,17 @@ public final class ReactorMeter: Sendable {
     /// (needed for exact allocation counts; without it `requests` stays nil).
     public init(pool: ReactorPool, dedicatedArenas: Bool = true) {
         self.pool = pool
-        allocator = AllocatorInfo.detect()
-        let m = allocator.statisticsAvailable ? Mallctl.find() : nil
-        mallctl = m
-        let counter = MemcpyCounter.find()
-        memcpyCounter = counter
+        let instruments = ProcessInstruments.detect()
+        (allocator, mallctl, memcpyCounter) = (instruments.allocator, instruments.mallctl, instruments.memcpyCounter)
         // 4096 is MALLCTL_ARENAS_ALL: the sum over every arena.
-        allArenas = m != nil && allocator.threadCache == false ? ArenaRequestNames(arena: 4096) : nil
+        allArenas = instruments.requestCountsCanBeExact ? ArenaRequestNames(arena: 4096) : nil
         probes = pool.loops.map { loop in
             let index = loop.index
             let probe = loop.submitAndWait { () -> LoopProbe in
-                let arena = dedicatedArenas ? m?.assignDedicatedArena().map { ArenaRequestNames(arena: $0) } : nil
+                let arena = instruments.dedicatedArena(dedicatedArenas)
                 return LoopProbe(
                     loop: index, threadID: zcr_thread_id(), arena: arena,
-                    counters: m.flatMap { ThreadCounterPointers.current($0) }, memcpy: counter?.currentThread())
+                    counters: instruments.threadCounters(), memcpy: instruments.memcpySlot())
             }
             guard let probe else { preconditionFailure("loop \(index) stopped before the meter was set up") }
             return probe
@@ -133,5 +130,33 @@ extension MeterSnapshot {
     /// Bytes memcpy'd and memmove'd on the reactor threads (nil without the memcpy counter).
     public var reactorMemcpyBytes: UInt64? {
         loops.reduce(UInt64(0) as UInt64?) { sum, r in sum.flatMap { s in r.memcpy.map { s &+ $0.bytes } } }
+    }
+}
+
+/// What the profiler can read in this process, found once: the allocator, jemalloc's mallctl (when its statistics are
+/// on) and the memcpy counter (when linked in or preloaded). Shared by the in-process meter and the live one.
+struct ProcessInstruments: Sendable {
+    let allocator: AllocatorInfo
+    let mallctl: Mallctl?
+    let memcpyCounter: MemcpyCounter?
+
+    static func detect() -> ProcessInstruments {
+        let allocator = AllocatorInfo.detect()
+        return ProcessInstruments(
+            allocator: allocator, mallctl: allocator.statisticsAvailable ? Mallctl.find() : nil,
+            memcpyCounter: MemcpyCounter.find())
+    }
+
+    /// Allocation request counts can be exact: jemalloc with statistics, and no thread caches.
+    var requestCountsCanBeExact: Bool { mallctl != nil && allocator.threadCache == false }
+
+    /// On the calling thread: jemalloc's per-thread allocated/deallocated counters, and its memcpy counter slot.
+    func threadCounters() -> ThreadCounterPointers? { mallctl.flatMap { ThreadCounterPointers.current($0) } }
+    func memcpySlot() -> MemcpySlot? { memcpyCounter?.currentThread() }
+
+    /// On a loop thread: gives it an arena of its own, if `wanted` and possible, and names its request counters.
+    func dedicatedArena(_ wanted: Bool) -> ArenaRequestNames? {
+        guard wanted else { return nil }
+        return mallctl?.assignDedicatedArena().map { ArenaRequestNames(arena: $0) }
     }
 }
