@@ -2,6 +2,9 @@
 // (the loop stops reading while the consumer is more than `inboundLimit` bytes behind), writes that suspend while
 // the connection is above its high watermark, and a write that returns once its slices were released.
 // The callback core stays underneath: this file only adapts it; it never copies bytes.
+// Every async function here keeps its frame small: a task parked in `next()` holds these frames (in its task
+// allocator's slabs) for as long as its connection is idle, so that is what an idle connection costs.
+import Synchronization
 
 public final class AsyncConnection: Sendable {
     public let connection: Connection
@@ -25,20 +28,23 @@ public final class AsyncConnection: Sendable {
 
     /// Writes once the connection is writable (suspends while it is above its high watermark).
     /// Cancelling the waiting task aborts the connection.
-    public func write(_ slice: Slice) async throws {
+    /// Not inlined: its locals would grow the caller's async frame, which an idle handler keeps.
+    @inline(never)
+    nonisolated(nonsending) public func write(_ slice: Slice) async throws {
         try await waitUntilWritable()
         try connection.write(slice)
     }
 
     /// Writes a whole message (one atomic append), once the connection is writable.
-    public func write(_ message: consuming OutboundMessage) async throws {
+    @inline(never)
+    nonisolated(nonsending) public func write(_ message: consuming OutboundMessage) async throws {
         try await waitUntilWritable()
         var m = message
         try connection.write(&m)
     }
 
     /// Suspends while the connection is above its high watermark; cancellation aborts the connection.
-    public func waitUntilWritable() async throws {
+    nonisolated(nonsending) public func waitUntilWritable() async throws {
         if connection.isWritable { return }
         try await withTaskCancellationHandler {
             try await connection.waitUntilWritable()
@@ -64,6 +70,19 @@ public final class AsyncConnection: Sendable {
         }
     }
 
+    /// The handler threw (not a cancellation): counted, logged with the connection's identity, and the connection
+    /// is aborted. A plain function, so that none of this is in the handler task's async frame.
+    @inline(never)
+    func handlerFailed(_ error: any Error) {
+        if !(error is CancellationError) {
+            connection.loop.handlerFailures.wrappingAdd(1, ordering: .relaxed)
+            connection.loop.configuration.logger.warning("connection handler failed", metadata: [
+                "connection": "\(connection.id)", "peer": "\(remoteAddress.map { "\($0)" } ?? "?")",
+                "error": "\(error)"])
+        }
+        abort()
+    }
+
     public func close() { connection.close() }
     public func shutdownOutput() { connection.shutdownOutput() }
     public func abort() { connection.abort() }
@@ -77,7 +96,14 @@ public final class AsyncConnection: Sendable {
 
         public struct Iterator: AsyncIteratorProtocol {
             let bridge: InboundBridge
-            public mutating func next() async throws -> Slice? { try await bridge.next() }
+            @inline(never)
+            nonisolated(nonsending) public mutating func next() async throws -> Slice? { try await bridge.next() }
+            /// What `for try await` calls: directly, instead of the protocol's default that wraps `next()` in
+            /// another frame.
+            @inline(never)
+            public mutating func next(isolation actor: isolated (any Actor)?) async throws(any Error) -> Slice? {
+                try await bridge.next()
+            }
         }
     }
 }
@@ -254,7 +280,7 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
 
     // Consumer side.
 
-    func next() async throws -> Slice? {
+    nonisolated(nonsending) func next() async throws -> Slice? {
         switch state.withLock({ $0.take() }) {
         case .slice(let slice, let resume):
             if resume { connection.resumeReading() }
@@ -262,30 +288,41 @@ final class InboundBridge: ConnectionHandler, @unchecked Sendable {
         case .end(let error):
             return try endOfInbound(error)
         case .empty:
-            return try await withTaskCancellationHandler {
-                try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Slice?, any Error>) in
-                    // Something may have arrived since the look above: take it the same way, or park.
-                    let step = state.withLock { s -> InboundState.Take? in
-                        if s.waiter != nil { return nil }  // another task waits already
-                        let step = s.take()
-                        if case .empty = step { s.waiter = continuation }
-                        return step
-                    }
-                    switch step {
-                    case nil:
-                        continuation.resume(throwing: ReactorError.concurrentConsumers)
-                    case .slice(let slice, let resume)?:
-                        if resume { connection.resumeReading() }
-                        continuation.resume(returning: slice)
-                    case .end(let error)?:
-                        continuation.resume(with: Result { try endOfInbound(error) })
-                    case .empty?:
-                        break  // parked: the loop resumes it
-                    }
-                }
-            } onCancel: {
-                connection.abort()
+            return try await park()
+        }
+    }
+
+    /// Waits for the loop to hand over the next slice (or the end): the only path that suspends, kept apart so
+    /// that its frame is the only one an idle connection holds.
+    nonisolated(nonsending) private func park() async throws -> Slice? {
+        try await withTaskCancellationHandler {
+            try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Slice?, any Error>) in
+                parkOrTake(continuation)
             }
+        } onCancel: {
+            connection.abort()
+        }
+    }
+
+    /// Something may have arrived since the look in `next`: take it the same way, or park `continuation` for the
+    /// loop to resume.
+    private func parkOrTake(_ continuation: UnsafeContinuation<Slice?, any Error>) {
+        let step = state.withLock { s -> InboundState.Take? in
+            if s.waiter != nil { return nil }  // another task waits already
+            let step = s.take()
+            if case .empty = step { s.waiter = continuation }
+            return step
+        }
+        switch step {
+        case nil:
+            continuation.resume(throwing: ReactorError.concurrentConsumers)
+        case .slice(let slice, let resume)?:
+            if resume { connection.resumeReading() }
+            continuation.resume(returning: slice)
+        case .end(let error)?:
+            continuation.resume(with: Result { try endOfInbound(error) })
+        case .empty?:
+            break  // parked: the loop resumes it
         }
     }
 

@@ -89,7 +89,14 @@ public final class EventLoop: @unchecked Sendable {
     /// A queued task. Wrapping the closure in a struct stores it as it was passed: an array of bare function values
     /// would re-wrap each one in a reabstraction thunk, an allocation per `execute`.
     struct Task { let run: @Sendable () -> Void }
-    private let tasks = Locked<[Task]>([])
+    /// What other threads hand the loop: closures (`execute`) and the jobs of tasks that prefer this loop as their
+    /// executor (see EventLoop+TaskExecutor.swift), in one lock so one wake-up covers both.
+    struct Inbox {
+        var tasks: [Task] = []
+        var jobs: [UnownedJob] = []
+        var isEmpty: Bool { tasks.isEmpty && jobs.isEmpty }
+    }
+    let inbox = Locked(Inbox())
     /// Connections whose chain went from idle to non-empty: an intrusive stack (Connection.readyNext) of retained
     /// references, pushed by any thread and taken whole by the loop. Push: releasing compare-exchange (the
     /// connection's `readyNext` is published with it); take: acquiring exchange. Take-all means no ABA.
@@ -131,7 +138,13 @@ public final class EventLoop: @unchecked Sendable {
     private var shutdownDeadline: UInt64?
     var listeners: [Listener] = []
     private var onStop: [() -> Void] = []
-    private var finished = false
+    /// Set under the inbox's lock once the loop ends: from then on tasks are refused and jobs go to the global
+    /// executor.
+    var finished = false
+    /// Jobs enqueued on the loop's own thread (loop only; see EventLoop+TaskExecutor.swift), and the array they are
+    /// swapped into to run, so that steady state allocates nothing.
+    var localJobs: [UnownedJob] = []
+    private var jobScratch: [UnownedJob] = []
 
     init(index: Int, configuration: ReactorConfiguration, admission: ConnectionAdmission? = nil) throws(ReactorError) {
         self.index = index
@@ -191,9 +204,9 @@ public final class EventLoop: @unchecked Sendable {
     /// Runs `task` on the loop thread, soon. Returns false (and drops the task) once the loop has stopped.
     @discardableResult
     public func execute(_ task: @escaping @Sendable () -> Void) -> Bool {
-        let accepted = tasks.withLock { queue -> Bool in
+        let accepted = inbox.withLock { queue -> Bool in
             if finished { return false }
-            queue.append(Task(run: task))
+            queue.tasks.append(Task(run: task))
             return true
         }
         if accepted && !inLoop { wake() }
@@ -242,7 +255,7 @@ public final class EventLoop: @unchecked Sendable {
         if old == 0 && !inLoop { wake() }
     }
 
-    private func wake() {
+    func wake() {
         if !wakePending.exchange(true, ordering: .sequentiallyConsistent) {
             Sys.eventfdWrite(wakeFD.raw)
         }
@@ -353,6 +366,7 @@ public final class EventLoop: @unchecked Sendable {
                 item.ready(events: event.events)
             }
             runTasks()
+            runJobs()
             flushReady()
             runTimers()
             if readBuffers.overBudget { enforceReadBudget() }
@@ -364,7 +378,9 @@ public final class EventLoop: @unchecked Sendable {
 
     private func nextTimeout() -> Int64 {
         if readBuffers.overBudget { return 0 }
-        if readyHead.load(ordering: .relaxed) != 0 || !tasks.withLock({ $0.isEmpty }) { return 0 }
+        if readyHead.load(ordering: .relaxed) != 0 || !localJobs.isEmpty || !inbox.withLock({ $0.isEmpty }) {
+            return 0
+        }
         var deadline = timers.nextDeadline()
         if let d = shutdownDeadline { deadline = min(deadline ?? d, d) }
         guard let deadline else { return -1 }
@@ -375,9 +391,28 @@ public final class EventLoop: @unchecked Sendable {
     private var taskScratch: [Task] = []
 
     private func runTasks() {
-        tasks.withLock { swap(&$0, &taskScratch) }
+        inbox.withLock { swap(&$0.tasks, &taskScratch) }
         for task in taskScratch { task.run() }
         taskScratch.removeAll(keepingCapacity: true)
+    }
+
+    /// Runs the jobs queued by other threads, then those queued on this thread, a few rounds (a job resumed by
+    /// another job in the same iteration runs at once), and leaves the rest for the next iteration (whose wait then
+    /// does not block) so that tasks that keep yielding cannot hold the loop.
+    private func runJobs() {
+        let executor = asUnownedTaskExecutor()
+        for round in 0..<4 {
+            if round == 0 {
+                inbox.withLock { swap(&$0.jobs, &jobScratch) }
+                jobScratch.append(contentsOf: localJobs)
+                localJobs.removeAll(keepingCapacity: true)
+            } else {
+                if localJobs.isEmpty { return }
+                swap(&localJobs, &jobScratch)
+            }
+            for job in jobScratch { job.runSynchronously(on: executor) }
+            jobScratch.removeAll(keepingCapacity: true)
+        }
     }
 
     private func flushReady() {
@@ -548,12 +583,15 @@ public final class EventLoop: @unchecked Sendable {
 
     private func finish() {
         // Refuse new tasks, then run what was queued before (it may hold slices: they are released either way).
-        let remaining = tasks.withLock { queue -> [Task] in
+        let (remaining, jobs) = inbox.withLock { queue -> ([Task], [UnownedJob]) in
             finished = true
-            defer { queue.removeAll() }
-            return queue
+            defer { queue = Inbox() }
+            return (queue.tasks, queue.jobs)
         }
         for task in remaining { task.run() }
+        // Tasks that prefer this loop go on on the global executor: nothing runs here any more.
+        for job in jobs + localJobs { globalConcurrentExecutor.enqueue(ExecutorJob(job)) }
+        localJobs.removeAll()
         flushReady()
         // Completions can no longer be waited for: the loop is ending.
         for case let l as CompletionLinger in slots.compactMap(\.item) { l.finish(expired: true) }

@@ -103,22 +103,32 @@ extension BuiltinServer {
     /// and drops, blast writes the pattern and returns (a graceful close). Returns when the pool shuts down.
     public func serveAsync(on pool: ReactorPool, host: String, port: Int,
                            onListening: @Sendable (SocketAddress) -> Void = { _ in }) async throws {
-        try await pool.serve(host: host, port: port, onListening: onListening) { [self] c in
-            switch mode {
-            case .echo:
-                for try await slice in c.inbound { try await c.write(slice) }
-            case .sink:
-                for try await _ in c.inbound {}
-            case .blast:
-                var sent = 0
-                while sent < blastBytes {
-                    let n = min(payload.sliceBytes, blastBytes - sent)
-                    try await c.write(payload.slice(streamOffset: sent, count: n))
-                    sent += n
-                }
-            case .file:
-                try await c.write(file!.slice())
-            }
+        // One small async function per mode: an async frame holds every local of every branch, and the frame of
+        // an idle handler is the memory its connection costs while it waits.
+        let handler: @Sendable (AsyncConnection) async throws -> Void
+        switch mode {
+        case .echo: handler = Self.echo
+        case .sink: handler = Self.sink
+        case .blast: handler = { [payload, blastBytes] c in try await Self.blast(c, payload, blastBytes) }
+        case .file: handler = { [file] c in try await c.write(file!.slice()) }
+        }
+        try await pool.serve(host: host, port: port, onListening: onListening, handler: handler)
+    }
+
+    @Sendable private static func echo(_ c: AsyncConnection) async throws {
+        for try await slice in c.inbound { try await c.write(slice) }
+    }
+
+    @Sendable private static func sink(_ c: AsyncConnection) async throws {
+        for try await _ in c.inbound {}
+    }
+
+    private static func blast(_ c: AsyncConnection, _ payload: BlastPayload, _ total: Int) async throws {
+        var sent = 0
+        while sent < total {
+            let n = min(payload.sliceBytes, total - sent)
+            try await c.write(payload.slice(streamOffset: sent, count: n))
+            sent += n
         }
     }
 }
