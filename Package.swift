@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 import PackageDescription
 
 // `zcr` uses jemalloc as its allocator so that `zcr profile` can read exact per-thread statistics.

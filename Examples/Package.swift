@@ -1,4 +1,4 @@
-// swift-tools-version: 6.1
+// swift-tools-version: 6.2
 // Examples of embedding ZeroCopyReactor, as an outside package would: it depends on the library by path.
 import PackageDescription
 
