@@ -101,4 +101,34 @@ import Testing
         #expect(await eventuallyAsync { pool.counters().allSatisfy { $0.connectionsOpen == 0 } })
         await pool.shutdownGracefully()
     }
+
+    /// Handlers run on their loop now, so a handler that calls the blocking `shutdown()` calls it on a loop thread,
+    /// where it cannot wait for the loops: it must stop the pool anyway, say so, and return, never trap or hang.
+    @Test func theBlockingShutdownCalledFromAHandlerStopsThePoolWithoutWaiting() async throws {
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 2))
+        let bound = AsyncValue<SocketAddress>()
+        let returned = Locked(false)
+        let server = Task {
+            try await pool.serve(host: "127.0.0.1", port: 0, onListening: { bound.set($0) }) { c in
+                for try await slice in c.inbound {
+                    try await c.write(slice)
+                    pool.shutdown(timeoutNanos: 2_000_000_000)  // on this handler's loop thread
+                    returned.withLock { $0 = true }
+                    return
+                }
+            }
+        }
+        let address = try await bound.value
+        let (echo, end) = try await onThread { () throws -> ([UInt8], (bytes: Int, end: Int32)) in
+            let peer = try RawPeer(connectingTo: address)
+            peer.send([42])
+            return (peer.read(exactly: 1), peer.readToEnd())
+        }
+        #expect(echo == [42])
+        #expect(end.end == 0, "the handler returned: its reply ends with a clean FIN")
+        _ = try await server.value  // serve returns: the pool shut down
+        #expect(returned.withLock { $0 })
+        #expect(await eventuallyAsync { pool.loops.allSatisfy { $0.stopped } })
+        #expect(throws: (any Error).self) { _ = try RawPeer(connectingTo: address) }
+    }
 }

@@ -144,9 +144,12 @@ public final class ReactorPool: Sendable {
     }
 
     /// Stops accepting on every loop, closes every connection gracefully (queued bytes are sent), aborts what is
-    /// still open after `timeoutNanos`, and joins the threads. Idempotent; must not be called from a loop thread.
+    /// still open after `timeoutNanos`, and joins the threads. Idempotent.
+    /// On one of the pool's own loop threads (a callback, or an async handler of `serve`, which runs on its loop) it
+    /// cannot wait for the loops, its own included: it starts the same shutdown, logs an error saying so, and
+    /// returns at once. In async code use `shutdownGracefully(timeoutNanos:)`, which waits without blocking.
     public func shutdown(timeoutNanos: UInt64 = 5_000_000_000) {
-        precondition(!loops.contains { $0.inLoop }, "ReactorPool.shutdown() called on one of its own loops")
+        let onLoop = loops.first { $0.inLoop }
         let first = state.withLock { s -> Bool in
             defer { s.shutDown = true }
             return !s.shutDown
@@ -156,14 +159,28 @@ public final class ReactorPool: Sendable {
         let deadline = EventLoop.now() + timeoutNanos
         configuration.logger.info("reactor pool shutting down")
         for loop in loops { loop.beginShutdown(deadline: deadline) }
+        if let onLoop {
+            configuration.logger.error(
+                "ReactorPool.shutdown() called on loop \(onLoop.index)'s thread: the pool is stopping, but this call cannot wait for its loops; use shutdownGracefully() from async code")
+            joinLoopsOffTheLoops()
+            return
+        }
         for loop in loops { loop.join() }
         configuration.logger.info("reactor pool stopped")
+    }
+
+    /// The loops' threads are joinable: when the shutdown began on one of them, a thread of its own joins them all
+    /// (the calling loop's included, once its thread ends), so no thread is left unjoined.
+    private func joinLoopsOffTheLoops() {
+        let loops = self.loops
+        PosixThread.detach(name: "zcr-join") { for loop in loops { loop.join() } }
     }
 
     deinit {
         // The last reference may go away on one of the loops (a handler held the pool): stop without joining there.
         if loops.contains(where: { $0.inLoop }) {
             for loop in loops { loop.beginShutdown(deadline: EventLoop.now() + 5_000_000_000) }
+            joinLoopsOffTheLoops()
         } else {
             shutdown()
         }
