@@ -131,4 +131,50 @@ import Testing
         #expect(await eventuallyAsync { pool.loops.allSatisfy { $0.stopped } })
         #expect(throws: (any Error).self) { _ = try RawPeer(connectingTo: address) }
     }
+
+    /// A handler on a loop cancels `serve` (a "stop" command) while other handlers of that loop are parked in
+    /// `next()`. Their cancellation handlers then run on that loop's thread, inside the runtime's cancellation of
+    /// their task (which holds the task's status lock): an abort that ran there at once would resume that same task
+    /// and so ask the runtime for its executor under the lock it holds, and the loop would hang for good. The abort
+    /// must be queued to the loop instead; every parked handler must end, every peer get a reset, `serve` return.
+    @Test(.timeLimit(.minutes(1))) func aHandlerThatCancelsServeEndsTheParkedHandlersOfItsLoop() async throws {
+        let pool = try ReactorPool(configuration: ReactorConfiguration(loops: 1))
+        let bound = AsyncValue<SocketAddress>()
+        let serverTask = Locked<Task<Void, any Error>?>(nil)
+        let parked = Locked(0)
+        let ended = Locked(0)
+        let server = Task {
+            try await pool.serve(host: "127.0.0.1", port: 0, onListening: { bound.set($0) }) { c in
+                defer { ended.withLock { $0 += 1 } }
+                for try await slice in c.inbound {
+                    if slice.bytes.first == UInt8(ascii: "S") {
+                        serverTask.withLock { $0 }?.cancel()  // on this handler's loop thread
+                        return
+                    }
+                    parked.withLock { $0 += 1 }
+                }
+            }
+        }
+        serverTask.withLock { $0 = server }
+        let address = try await bound.value
+        let peers = try await onThread { () throws -> [RawPeer] in
+            try (0..<8).map { _ in
+                let peer = try RawPeer(connectingTo: address)
+                peer.send([UInt8(ascii: "x")])
+                return peer
+            }
+        }
+        #expect(await eventuallyAsync { parked.withLock { $0 } == 8 })
+        let stopper = try await onThread { () throws -> RawPeer in
+            let peer = try RawPeer(connectingTo: address)
+            peer.send([UInt8(ascii: "S")])
+            return peer
+        }
+        _ = try? await server.value
+        #expect(ended.withLock { $0 } == 9)
+        let ends = try await onThread { peers.map { $0.readToEnd().end } }
+        #expect(ends.allSatisfy { $0 == ECONNRESET }, "\(ends)")
+        _ = stopper
+        await pool.shutdownGracefully()
+    }
 }
