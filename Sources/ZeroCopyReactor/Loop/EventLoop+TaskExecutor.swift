@@ -16,8 +16,11 @@
 //
 // Not tried with task groups again: Swift 6.3.1 hangs when a child of a `DiscardingTaskGroup` that prefers a custom
 // executor completes there (a loop thread blocks for good in the runtime's withStatusRecordLock, under
-// _swift_taskGroup_detachChild, from DiscardingTaskGroup::offer). `serve` uses unstructured tasks and keeps their
-// handles itself (ReactorPool+Async.swift).
+// _swift_taskGroup_detachChild, from DiscardingTaskGroup::offer). Re-checked this session: `serve` built on such a
+// group stalls on its first connection (HandlerPlacementTests fails: the echo never comes), while two standalone
+// reductions (a thread executor with 10,000 children that yield; an AsyncStream-fed group whose children park on
+// continuations the executor's thread resumes) complete every run, so the trigger is narrower than either. `serve`
+// uses unstructured tasks and keeps their handles itself (ReactorPool+Async.swift).
 
 extension EventLoop: TaskExecutor {
     public func enqueue(_ job: consuming ExecutorJob) {
