@@ -155,7 +155,7 @@ final class EchoScenario: ScenarioDriver, @unchecked Sendable {
         server?.cancel()
     }
 
-    /// The async server: each connection in a child task of `serve`, echoing the slices it reads.
+    /// The async server: each connection in a handler task of `serve`, on its loop, echoing the slices it reads.
     private func startAsyncServer(pool: ReactorPool) throws(ProfileError) -> SocketAddress {
         let shared = self.shared
         let bound = Mutex<SocketAddress?>(nil)

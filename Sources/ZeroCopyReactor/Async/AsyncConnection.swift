@@ -221,7 +221,7 @@ struct InboundState {
 final class InboundBridge: ConnectionHandler, @unchecked Sendable {
     private let state: Locked<InboundState>
     let connection: Connection
-    /// Told (on the loop) when the connection opened; used by `ReactorPool.serve` to start the child task. Called
+    /// Told (on the loop) when the connection opened; used by `ReactorPool.serve` to start the handler task. Called
     /// once and dropped at once: it refers to the AsyncConnection that holds this bridge, and keeping it would make
     /// a cycle that leaks every connection.
     var onOpen: ((Connection) -> Void)?
