@@ -25,6 +25,8 @@ struct Demo: ParsableCommand {
     }
 
     func run() throws {
+        // The profile's verdict needs the memcpy counter linked into zcr (as `zcr profile` and `zcr serve` do).
+        LinkedMemcpyCounter.register()
         mkdir(output, 0o755)
         var failed = false
 

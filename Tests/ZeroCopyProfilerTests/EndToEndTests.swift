@@ -73,6 +73,24 @@ import Testing
         #expect(json["zero_copy"].bool == true, "\(run.stdout)")
     }
 
+    /// `tools/demo`'s command, small: the load, then seed-large, whose verdict must say zero copy (it needs the memcpy
+    /// counter linked into zcr registered, as `zcr profile` does; without it the demo's verdict failed).
+    @Test func theDemoLoadsProfilesAndEndsZeroCopy() async throws {
+        let dir = temporaryPath("demo")
+        defer { _ = try? FileManager.default.removeItem(atPath: dir) }
+        let run = try await Zcr.run([
+            "demo", "--connections", "20", "--duration", "0.5", "--message-bytes", "512", "--payload-mib", "16",
+            "--output", dir,
+        ])
+        try #require(run.stdout.contains("allocator: jemalloc"), "zcr is not on jemalloc here: \(run.stdout)")
+        #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+        #expect(run.stdout.contains("seed-large: zero copy YES"), "\(run.stdout)")
+        #expect(run.stdout.contains("reactor threads memcpy'd 0 B"), "\(run.stdout)")
+        for file in ["profile.html", "profile.json", "load.json"] {
+            #expect(FileManager.default.fileExists(atPath: "\(dir)/\(file)"), "\(file)")
+        }
+    }
+
     @Test func anUnknownScenarioIsABadCommandLine() async throws {
         let run = try await Zcr.run(["profile", "--scenario", "seed-huge"])
         #expect(run.status == 64)
