@@ -75,8 +75,10 @@ DETAIL = {
                     "for every side.",
     "idle-10k": "Resident memory per idle connection in the server process (VmRSS with the connections open less before, "
                 "divided by their number); ours-async holds one task per connection.",
-    "file-serve": "4 clients (limit/reader.c, 256 KiB reads) on one core read the same file from the page cache; the "
-                  "server (one loop) on the other. ours: OpenFile regions with sendfile; ours-mmap: slices of one "
+    "file-serve": "4 clients (limit/reader.c, 256 KiB receives with MSG_TRUNC: the kernel discards the bytes "
+                  "without copying them out, so the server is the bottleneck) on one core read the same file from the "
+                  "page cache; the server (one loop) on the other; then one untimed reader copies the file and checks "
+                  "every byte. ours: OpenFile regions with sendfile; ours-mmap: slices of one "
                   "MappedFile with sendmsg; SwiftNIO: a FileRegion per connection.",
 }
 ORDER = ["ours", "ours-async", "ours-mmap", "nio", "limit", "iperf3"]
