@@ -362,11 +362,15 @@ public final class Connection: @unchecked Sendable, Selectable {
         guard state == .open, !chain.isSealed, !isFlushing else { return }
         isFlushing = true
         var flushed = FlushStats()
-        let config = loop.configuration
+        // The three fields, not `let config = loop.configuration`: a copy of the whole configuration retains and
+        // releases everything it holds (the logger's handler and label, ...) on every flush, about 0.7% of the
+        // server's samples in pinned ping-pong (swift_retain/release and its value-witness copy under flushNow).
         let options = FlushOptions(
-            verify: config.verifyIovecs, copyControl: config.copyControl, zeroCopyThreshold: zeroCopyThreshold)
+            verify: loop.configuration.verifyIovecs, copyControl: loop.configuration.copyControl,
+            zeroCopyThreshold: zeroCopyThreshold)
         let outcome = chain.flush(
-            iov: loop.iov, budget: config.writeSpinBudget, options: options, stats: &flushed, io: SocketIO(fd: fd))
+            iov: loop.iov, budget: loop.configuration.writeSpinBudget, options: options, stats: &flushed,
+            io: SocketIO(fd: fd))
         isFlushing = false
         loopStats.write += flushed
         loop.counters.write += flushed
