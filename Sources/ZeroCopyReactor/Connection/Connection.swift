@@ -9,21 +9,65 @@ import Glibc
 import Synchronization
 
 public final class Connection: @unchecked Sendable, Selectable {
-    public let id: UInt64
+    // Stored properties are laid out in declaration order. The ones every request touches come first, so the read,
+    // the append and the flush of one request touch two or three of this object's cache lines rather than eight:
+    // in 1,000-connection ping-pong, where the kernel's socket state evicts ours between requests, each line was a
+    // likely miss (BENCHMARKS.md, "Pinned ping-pong: where the user time went").
     public let loop: EventLoop
-    /// True for connections made with `ReactorPool.connect`.
-    public let isClient: Bool
+    let chain: WriteChain
+    private var handler: (any ConnectionHandler)?
+    /// The raw descriptor number while open (-1 after close); for logs and fault injection in tests.
+    /// Unchecked exclusivity: set on the loop only, by plain stores (see EventLoop's loop-only state); each read
+    /// of it for a syscall was a runtime access check.
+    @exclusivity(unchecked) public private(set) var fd: Int32
+    private var interest: UInt32 = 0
+    // Loop only.
+    private enum State { case connecting, open, closed }
+    /// What was asked for the output: nothing, a half-close, a close once the output is sent (appends still
+    /// accepted until then), or a close (appends refused from the call on).
+    private enum CloseIntent { case none, shutdownOutput, closeAfterOutput, close }
+    private var state: State
+    private var isFlushing = false
+    private var loopWritable = true
+    private var inputClosed = false
+    private var readingPaused = false
+    /// Paused by the loop because its read memory is over budget (separate from the handler's own pause).
+    private var memoryPaused = false
+    /// SO_ZEROCOPY was set on the socket (it cannot be unset).
+    private var zeroCopySocketOn = false
+    private var closeIntent = CloseIntent.none
+    /// True while the loop runs this connection's `ready` (loop only).
+    private var dispatching = false
+    /// Set when this connection's own handler made the chain non-empty during `ready`: it is flushed when `ready`
+    /// returns, not from the loop's ready stack (loop only; cleared by any flush).
+    private var flushAfterDispatch = false
+    /// A teardown was asked for during a flush, and waits for it to end (`deferredTeardown` says why).
+    private var teardownDeferred = false
+    /// Loop iteration times of the last byte read or written, of the last sign of write progress (bytes taken, or
+    /// nothing pending), and of the close request.
+    private var lastActivity: UInt64 = 0
+    private var lastWriteProgress: UInt64 = 0
+    /// Bytes this connection retained from its loop's read buffers that are still held (see ReadBuffer); changed
+    /// by the loop when it retains and by whichever thread frees a buffer. Relaxed: it feeds the budget's choice only.
+    let readBytesHeld = Atomic<Int>(0)
     public let highWatermark: Int
     public let lowWatermark: Int
-    let chain: WriteChain
+    /// The MSG_ZEROCOPY threshold in force (nil: zero copy off, or never turned on).
+    private var zeroCopyThreshold: Int?
+    /// The counters; a flush adds its first four, and the rest only when one of them moved (FlushStats.+=).
+    /// Unchecked exclusivity: loop only, and only ever read or `+=`'d (see EventLoop's loop-only state).
+    @exclusivity(unchecked) private var loopStats = ConnectionStats()
+
+    // Colder: set up once, or touched on state changes only.
     /// Link in the loop's ready stack (see EventLoop.scheduleFlush): written by the one party that pushes the
     /// connection, read by the loop after its acquiring take.
     var readyNext: UInt = 0
     /// True while the connection is on its loop's ready stack (see EventLoop.scheduleFlush).
     let flushQueued = Atomic<Bool>(false)
-    /// Bytes this connection retained from its loop's read buffers that are still held (see ReadBuffer); changed
-    /// by the loop when it retains and by whichever thread frees a buffer. Relaxed: it feeds the budget's choice only.
-    let readBytesHeld = Atomic<Int>(0)
+    private var deferredTeardown: ReactorError?
+    public let id: UInt64
+    /// True for connections made with `ReactorPool.connect`.
+    public let isClient: Bool
 
     /// Writability as the loop decided it, and the tasks waiting for it (any thread, under the lock).
     private struct WaitState {
@@ -37,37 +81,14 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// relaxed: a hint whose staleness is covered by `waitUntilWritable` re-checking under the lock).
     private let writableFlag = Atomic<Bool>(true)
 
-    // Loop only.
-    private enum State { case connecting, open, closed }
-    /// What was asked for the output: nothing, a half-close, a close once the output is sent (appends still
-    /// accepted until then), or a close (appends refused from the call on).
-    private enum CloseIntent { case none, shutdownOutput, closeAfterOutput, close }
-    private var state: State
     private var descriptor: FileDescriptor?
-    /// The raw descriptor number while open (-1 after close); for logs and fault injection in tests.
-    public private(set) var fd: Int32
-    private var handler: (any ConnectionHandler)?
     private var registration: Registration?
-    private var interest: UInt32 = 0
-    private var loopWritable = true
-    private var isFlushing = false
-    private var deferredTeardown: ReactorError??
-    private var readingPaused = false
-    /// Paused by the loop because its read memory is over budget (separate from the handler's own pause).
-    private var memoryPaused = false
     /// True when this accepted connection holds a place in the pool's `maxConnections`.
     var admitted = false
     private var timeouts: ConnectionTimeouts
-    /// Loop iteration times of the last byte read or written, of the last sign of write progress (bytes taken, or
-    /// nothing pending), and of the close request.
-    private var lastActivity: UInt64 = 0
-    private var lastWriteProgress: UInt64 = 0
     private var closeRequested: UInt64?
-    private var inputClosed = false
     private var outputClosed = false
-    private var closeIntent = CloseIntent.none
     private var connectTimer: TimerID?
-    private var loopStats = ConnectionStats()
     /// Per-connection counters (loop only: checked in debug builds; other threads use `statistics()`).
     public var stats: ConnectionStats {
         assert(loop.inLoop, "Connection.stats is loop only; use statistics() from other threads")
@@ -103,12 +124,28 @@ public final class Connection: @unchecked Sendable, Selectable {
 
     // MARK: writing (any thread)
 
+    /// The chain went from idle to non-empty: get it flushed. An append made by this connection's own handler
+    /// while the loop dispatches its events (a reply to what it just read, the usual shape) is flushed as soon as
+    /// the dispatch returns, as NIO flushes at the end of a channel's read. Then the connection's state, its chain
+    /// and its socket are still in cache. Behind the loop's ready stack, flushed after every other connection's
+    /// events, each of them was a cache miss again: in 1,000-connection ping-pong that cost more than the rest
+    /// of the user-space work together (BENCHMARKS.md). Anything else (another thread, another connection's
+    /// handler, a task) goes on the ready stack. `inLoop` first: only the loop thread may read `dispatching`.
+    @inline(__always)
+    private func flushSoon() {
+        if loop.inLoop && dispatching {
+            flushAfterDispatch = true
+        } else {
+            loop.scheduleFlush(self)
+        }
+    }
+
     /// Queues one slice. Never copies; the slice is released exactly once (see `SliceObserver`).
     /// Throws, after releasing the slice, when the connection is closed or the hard cap would be exceeded.
     public func write(_ slice: consuming Slice) throws(ReactorError) {
         if slice.copiedBytes > 0 { loop.bytesCopied.wrappingAdd(slice.copiedBytes, ordering: .relaxed) }
         switch chain.append(slice) {
-        case .becameNonEmpty: loop.scheduleFlush(self)
+        case .becameNonEmpty: flushSoon()
         case .queued: break
         case .refused(let error): throw error
         }
@@ -119,7 +156,7 @@ public final class Connection: @unchecked Sendable, Selectable {
     public func write(_ message: inout OutboundMessage) throws(ReactorError) {
         if message.copiedBytes > 0 { loop.bytesCopied.wrappingAdd(message.copiedBytes, ordering: .relaxed) }
         switch chain.append(&message) {
-        case .becameNonEmpty: loop.scheduleFlush(self)
+        case .becameNonEmpty: flushSoon()
         case .queued: break
         case .refused(let error): throw error
         }
@@ -291,6 +328,13 @@ public final class Connection: @unchecked Sendable, Selectable {
             completeConnect()
             return
         }
+        dispatching = true
+        dispatch(events: events)
+        dispatching = false
+        if flushAfterDispatch && state == .open { flushNow() }
+    }
+
+    private func dispatch(events: UInt32) {
         var events = events
         // MSG_ZEROCOPY completions arrive on the error queue, which raises EPOLLERR without a socket error: once
         // they are read, and if the socket has no error, the event is not an error (and must not read past a pause).
@@ -359,6 +403,7 @@ public final class Connection: @unchecked Sendable, Selectable {
 
     /// Flushes the chain (called by the loop when the connection is ready, on EPOLLOUT, and after connect).
     func flushNow() {
+        flushAfterDispatch = false
         guard state == .open, !chain.isSealed, !isFlushing else { return }
         isFlushing = true
         var flushed = FlushStats()
@@ -372,13 +417,14 @@ public final class Connection: @unchecked Sendable, Selectable {
             iov: loop.iov, budget: loop.configuration.writeSpinBudget, options: options, stats: &flushed,
             io: SocketIO(fd: fd))
         isFlushing = false
-        loopStats.write += flushed
-        loop.counters.write += flushed
+        flushed.add(to: &loopStats.write, and: &loop.counters.write)
         if flushed.bytesWritten > 0 || outcome == .drained {
             lastWriteProgress = loop.iterationStart
             if flushed.bytesWritten > 0 { lastActivity = lastWriteProgress }
         }
-        if let deferred = deferredTeardown {
+        if teardownDeferred {
+            teardownDeferred = false
+            let deferred = deferredTeardown
             teardown(deferred)
             return
         }
@@ -473,9 +519,6 @@ public final class Connection: @unchecked Sendable, Selectable {
 
     // MARK: MSG_ZEROCOPY (loop only)
 
-    /// The threshold in force (nil: zero copy off, or never turned on).
-    private var zeroCopyThreshold: Int?
-
     private func applyZeroCopy(_ threshold: Int?) {
         guard let threshold else {
             zeroCopyThreshold = nil
@@ -496,17 +539,11 @@ public final class Connection: @unchecked Sendable, Selectable {
         zeroCopyThreshold = threshold
     }
 
-    /// SO_ZEROCOPY was set on the socket (it cannot be unset).
-    private var zeroCopySocketOn = false
-
     /// Reads every message on the error queue. True if any was a zero-copy completion and none an error.
     private func readCompletions() -> Bool {
         var any = false
         var stats = FlushStats()
-        defer {
-            loopStats.write += stats
-            loop.counters.write += stats
-        }
+        defer { stats.add(to: &loopStats.write, and: &loop.counters.write) }
         while true {
             let message: Sys.ErrorQueueMessage?
             do { message = try Sys.readErrorQueue(fd) } catch { return false }
@@ -579,7 +616,10 @@ public final class Connection: @unchecked Sendable, Selectable {
     func teardown(_ error: ReactorError?) {
         guard state != .closed else { return }
         if isFlushing {
-            if deferredTeardown == nil { deferredTeardown = .some(error) }
+            if !teardownDeferred {
+                teardownDeferred = true
+                deferredTeardown = error
+            }
             return
         }
         let wasOpen = state == .open && wasEstablished

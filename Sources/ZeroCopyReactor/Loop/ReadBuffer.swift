@@ -32,9 +32,10 @@ final class ReadBuffer: @unchecked Sendable {
     let storage: UnsafeMutableRawBufferPointer
     let memory: ReadMemory
     /// Bytes before this offset are held by slices; reads go after it (loop only).
-    var used = 0
+    /// Unchecked exclusivity, for both: loop only, never accessed across a call out (see EventLoop's loop-only state).
+    @exclusivity(unchecked) var used = 0
     /// Who retained bytes here (loop only while current; read by deinit).
-    var charges: [ReadCharge] = []
+    @exclusivity(unchecked) var charges: [ReadCharge] = []
     /// True while counted in `ReadMemory.heldBuffers` (retired while slices held it).
     var countedHeld = false
 
@@ -249,7 +250,15 @@ struct ReadBufferPool {
 
     /// The region the next read goes into.
     mutating func nextRegion() -> (ReadBuffer, Int, UnsafeMutableRawBufferPointer) {
-        if memory.bufferSize - current.used < minimumRead { rotate() }
+        if current.used > 0 && isKnownUniquelyReferenced(&current) {
+            // Every slice cut from the current buffer is released already (a reply flushed within its dispatch,
+            // the usual request/response shape): start it over now rather than at the rotation. The next read then
+            // lands in memory still in cache instead of the next fresh line, and the charges to end are the last
+            // few connections', whose state is in cache too.
+            current.reset()
+        } else if memory.bufferSize - current.used < minimumRead {
+            rotate()
+        }
         let offset = current.used
         return (current, offset, UnsafeMutableRawBufferPointer(rebasing: current.storage[offset...]))
     }

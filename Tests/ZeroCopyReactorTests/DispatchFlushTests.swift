@@ -1,0 +1,231 @@
+// Replies flushed within their connection's dispatch (`Connection.flushSoon`): what a handler writes in answer to
+// what it read leaves before the loop dispatches the next connection's event, not after every event of the
+// iteration. Beside it, the hostile peers of that path: one that never reads and then resets while its replies are
+// being flushed, and one that half-closes right after its request. Exact bytes, releases and errors; no sleeps
+// (the loop is held by a task of its own while the peers send, so their requests land in one epoll wait).
+import Dispatch
+import Glibc
+import Synchronization
+import Testing
+@testable import ZeroCopyReactor
+
+@Suite struct DispatchFlushTests {
+    /// What the handler saw, touched on the one loop's thread only (read back with `submitAndWait`).
+    final class Dispatches: @unchecked Sendable {
+        var previous: Connection?
+        var previousIteration: UInt64 = 0
+        /// Reads dispatched in the same loop iteration as the read before them, on another connection.
+        var sameIterationPairs = 0
+        /// Bytes the previous connection still had queued when the next one's read was dispatched.
+        var pendingSeen = 0
+    }
+
+    /// Holds the loop in a task of its own until `release`: whatever peers send meanwhile is reported by one wait.
+    static func holdLoop(_ loop: EventLoop) -> DispatchSemaphore {
+        let release = DispatchSemaphore(value: 0)
+        let held = DispatchSemaphore(value: 0)
+        _ = loop.execute {
+            held.signal()
+            release.wait()
+        }
+        held.wait()
+        return release
+    }
+
+    @Test func aReplyLeavesBeforeTheNextConnectionIsDispatched() throws {
+        let record = Dispatches()
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                if let p = record.previous, p !== c, c.loop.iterationStart == record.previousIteration {
+                    record.sameIterationPairs += 1
+                    record.pendingSeen += p.pendingBytes
+                }
+                try? c.write(bytes.retainedSlice())
+                record.previous = c
+                record.previousIteration = c.loop.iterationStart
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let loop = pool.loops[0]
+        var random = TestRandom(seed: 11)
+        let peers = try (0..<64).map { _ in try RawPeer(connectingTo: address) }
+        for _ in 0..<3 {
+            let payloads = peers.map { _ in random.bytes(1024) }
+            let release = Self.holdLoop(loop)
+            for (p, d) in zip(peers, payloads) { p.send(d) }
+            release.signal()
+            for (p, d) in zip(peers, payloads) { #expect(p.read(exactly: d.count) == d) }
+        }
+        let (pairs, pending) = loop.submitAndWait {
+            defer { record.previous = nil }
+            return (record.sameIterationPairs, record.pendingSeen)
+        } ?? (0, -1)
+        // 3 x 64 requests reported by three waits: most reads follow another in the same iteration. Behind the
+        // ready stack, each of those found the previous reply (1 KiB) still queued.
+        #expect(pairs >= 100)
+        #expect(pending == 0)
+    }
+
+    @Test func aPeerThatNeverReadsThenResetsMidFlushReleasesEverySliceOnce() throws {
+        // Each read is answered with a tracked copy four times its size, so the never-reading peer's replies back
+        // up at once; the handler pauses reading at the high watermark. A second peer does ping-pong on the same
+        // loop throughout and must get exact bytes. Then the first resets while replies are queued.
+        let tracker = LifetimeTracker()
+        let tags = Atomic<UInt64>(0)
+        let paused = Atomic<Bool>(false)
+        let closed = Box<ReactorError?>()
+        let high = 256 * 1024
+        let (pool, address) = try makeServer(configure: {
+            $0.highWatermark = high
+            $0.lowWatermark = high / 2
+            $0.socketSendBuffer = 64 * 1024
+        }) { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                // Each byte four times: the same stream however TCP splits the requests.
+                let reply = bytes.bytes.flatMap { [$0, $0, $0, $0] }
+                try? c.write(tracker.slice(reply, tag: tags.wrappingAdd(1, ordering: .relaxed).oldValue))
+                if !c.isWritable {
+                    c.pauseReading()
+                    paused.store(true, ordering: .relaxed)
+                }
+            }
+            h.onWritability = { c, writable in if writable { c.resumeReading() } }
+            h.onClose = { _, e in if let e { closed.set(e) } }
+            return h
+        }
+        defer { pool.shutdown() }
+        // Sends without blocking (a reset must not wait for a send in flight on another thread) until the server
+        // has paused. Each wait is for writability, and short, so that a pause that comes while this waits (the
+        // socket then never turns writable) is seen; 20 s in all.
+        let hostile = try RawPeer(connectingTo: address, receiveBuffer: 16 * 1024)
+        let chunk = [UInt8](repeating: 0x42, count: 16 * 1024)
+        var sent = 0, waits = 0
+        while !paused.load(ordering: .relaxed) && sent < 64 << 20 && waits < 200 {
+            var pfd = pollfd(fd: hostile.fd, events: Int16(POLLOUT), revents: 0)
+            guard poll(&pfd, 1, 100) == 1 else {
+                waits += 1
+                continue
+            }
+            let n = chunk.withUnsafeBytes { send(hostile.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT | MSG_NOSIGNAL)) }
+            if n > 0 { sent += n }
+        }
+        let didPause = paused.load(ordering: .relaxed)
+        #expect(didPause)
+        let pinger = try RawPeer(connectingTo: address)
+        var random = TestRandom(seed: 5)
+        for _ in 0..<50 {
+            let d = random.bytes(100)
+            pinger.send(d)
+            #expect(pinger.read(exactly: 400) == d.flatMap { [$0, $0, $0, $0] })
+        }
+        hostile.reset()
+        let error = closed.wait() ?? nil
+        #expect(error?.errno == ECONNRESET || error?.errno == EPIPE)
+        pinger.shutdownWrite()
+        let end = pinger.readToEnd()
+        #expect(end.bytes == 0 && end.end == 0)
+        // Every tracked reply of both peers is released exactly once, the cut ones with the error.
+        let made = Int(tags.load(ordering: .relaxed))
+        let all = pool.loops[0].submitAndWait { true } ?? false
+        #expect(all)
+        #expect(tracker.releasedCount == made)
+        #expect(tracker.releasedTwice.isEmpty)
+        #expect(tracker.errorCount > 0)
+    }
+
+    @Test func aPeerThatHalfClosesAfterItsRequestGetsTheWholeReplyThenAFin() throws {
+        // The reply is written during the read, the end of input arrives in the same dispatch or the next, and the
+        // default reaction (closeAfterOutput) must still send every byte before the FIN.
+        let reply = [UInt8](repeating: 0x61, count: 3 << 20)
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, _ in try? c.write(Slice(reply)) }
+            h.onEnd = { c in c.closeAfterOutput() }
+            return h
+        }
+        defer { pool.shutdown() }
+        let release = Self.holdLoop(pool.loops[0])
+        let peers = try (0..<8).map { _ in try RawPeer(connectingTo: address) }
+        for p in peers {
+            p.send([1])
+            p.shutdownWrite()
+        }
+        release.signal()
+        for p in peers {
+            let (bytes, end) = p.readToEnd()
+            #expect(bytes == reply.count)
+            #expect(end == 0)
+        }
+    }
+
+    // The read side of the same change (ReadBufferPool.nextRegion): once every slice of the current read buffer is
+    // released, the next read starts it over, rather than going on into fresh memory until the buffer rotates.
+
+    @Test func aReadAfterItsEchoWasSentReusesTheStartOfTheBuffer() throws {
+        let addresses = Locked<[UInt]>([])
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                addresses.withLock { $0.append(UInt(bitPattern: bytes.bytes.baseAddress)) }
+                try? c.write(bytes.retainedSlice())
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        var random = TestRandom(seed: 3)
+        for _ in 0..<200 {
+            let d = random.bytes(random.int(1...700))
+            peer.send(d)
+            #expect(peer.read(exactly: d.count) == d)
+        }
+        let seen = addresses.withLock { $0 }
+        // Each request is read after the reply to the one before it was sent and released: one address for all.
+        // Before, each read went on past the bytes the last one kept, and only a rotation came back to the start.
+        #expect(seen.count >= 200)
+        #expect(Set(seen).count == 1)
+    }
+
+    @Test func bytesStillHeldAreNeverOverwrittenByTheStartOver() throws {
+        // A hoarder keeps every slice it reads (a slow consumer, a proxy that has not forwarded yet); a trickler on
+        // the same loop sends one byte at a time and is echoed. The buffer must not start over under the hoarder's
+        // slices: at the end they still hold exactly what the hoarder sent.
+        let kept = Locked<[Slice]>([])
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                if bytes.bytes.first == 0xEE {
+                    kept.withLock { $0.append(bytes.retainedSlice()) }
+                } else {
+                    try? c.write(bytes.retainedSlice())
+                }
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let hoarder = try RawPeer(connectingTo: address)
+        let trickler = try RawPeer(connectingTo: address)
+        var random = TestRandom(seed: 9)
+        var hoarded: [[UInt8]] = []
+        for round in 0..<50 {
+            var d = random.bytes(300)
+            d[0] = 0xEE
+            hoarded.append(d)
+            hoarder.send(d)
+            // Until the loop has read it (each read of it is one kept slice starting with 0xEE, 300 bytes in all).
+            var waited = 0
+            while kept.withLock({ $0.reduce(0) { $0 + $1.count } }) < 300 * (round + 1) && waited < 20_000 {
+                let b = UInt8(1 + round % 200)
+                trickler.send([b])
+                #expect(trickler.read(exactly: 1) == [b])
+                waited += 1
+            }
+        }
+        let held = kept.withLock { list in list.flatMap { Array($0.bytes) } }
+        #expect(held == hoarded.flatMap { $0 })
+        kept.withLock { $0.removeAll() }
+    }
+}
