@@ -4,7 +4,8 @@
 // and the server is the bottleneck; after the timed phase one more reader (`verify251`) copies the whole file and
 // checks every byte, untimed, so every run of every side still proves byte-exact delivery. Ours: `FileHandler` with sendfile (an `OpenFile` region), and with slices of one
 // read-only mapping (`MappedFile`, sent with sendmsg). NIO: a `FileRegion` per connection (NIO's own sendfile
-// path), closed when its write completes. Headline: GB/s over the 4 streams; beside it, server CPU per GB.
+// path), closed when its write completes. Headline: GB/s over the 4 streams; beside it, server CPU per GB and how
+// busy the server's and the client's cores were (which side set the pace).
 import ChildProcess
 import Foundation
 import Glibc
@@ -63,6 +64,7 @@ struct FileServeScenario: Scenario {
         let (server, port) = try context.startServer(self, side)
         defer { server.terminate() }
         let cpuBefore = try processCPUSeconds(server.pid)
+        let clientBusyBefore = try context.cores.map { try coreBusySeconds($0.client) }
         let readers = try (0..<clients).map { _ in
             try context.startClient([context.limitTool("reader"), "127.0.0.1", "\(port)", "\(p["read"]!)", "64", "discard"])
         }
@@ -74,6 +76,7 @@ struct FileServeScenario: Scenario {
             longest = max(longest, seconds)
         }
         let cpu = try processCPUSeconds(server.pid) - cpuBefore
+        let clientBusy = try context.cores.map { try coreBusySeconds($0.client) }.map { $0 - (clientBusyBefore ?? 0) }
         let gigabytes = Double(bytes * clients) / 1e9
         // Untimed: one reader that copies and checks every byte (byte i of the file is i % 251).
         let verifier = try context.startClient(
@@ -82,7 +85,11 @@ struct FileServeScenario: Scenario {
         verifier.wait()
         let (verified, _) = try parseReader(checked)  // "mismatch N" fails here
         guard Int(verified) == bytes else { throw HarnessError("\(side): the verifying reader got \(checked)") }
-        return Measurement(value: gigabytes / longest, metrics: ["server_cpu_s_per_gb": cpu / gigabytes])
+        // Beside the server's CPU per GB: how busy each core was over the timed phase. A server core below 1.0 with
+        // the client core near 1.0 means the readers, not the server, set the GB/s.
+        var metrics = ["server_cpu_s_per_gb": cpu / gigabytes, "server_core_busy": cpu / longest]
+        if let clientBusy { metrics["client_core_busy"] = clientBusy / longest }
+        return Measurement(value: gigabytes / longest, metrics: metrics)
     }
 
     func serve(_ side: Side, _ arguments: Arguments) throws {

@@ -176,6 +176,20 @@ func number(_ object: [String: Any], _ key: String) throws -> Double {
 
 /// CPU seconds (user + system) a process has used so far, from /proc/PID/stat: the same measure for every side,
 /// our servers, NIO's and the C ones alike.
+/// Seconds core `core` has spent busy since boot (user, nice, system, irq, softirq and steal in /proc/stat; idle and
+/// iowait are not busy). Sampled around a run, it tells a run bound by the client's core from one bound by the
+/// server's: the client core's busy share near 1.0 means the server was waiting for its readers.
+func coreBusySeconds(_ core: Int) throws -> Double {
+    guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+          let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu\(core) ") }) else {
+        throw HarnessError("cannot read cpu\(core) in /proc/stat")
+    }
+    let f = line.split(separator: " ").dropFirst().compactMap { Double($0) }
+    guard f.count >= 8 else { throw HarnessError("unexpected /proc/stat line: \(line)") }
+    // user nice system idle iowait irq softirq steal
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 func processCPUSeconds(_ pid: Int32) throws -> Double {
     guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let close = text.lastIndex(of: ")") else { throw HarnessError("cannot read /proc/\(pid)/stat") }
