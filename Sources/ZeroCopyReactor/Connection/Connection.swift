@@ -417,7 +417,7 @@ public final class Connection: @unchecked Sendable, Selectable {
             iov: loop.iov, budget: loop.configuration.writeSpinBudget, options: options, stats: &flushed,
             io: SocketIO(fd: fd))
         isFlushing = false
-        flushed.add(to: &loopStats.write, and: &loop.counters.write)
+        FlushStats.add(&flushed, to: &loopStats.write, and: &loop.counters.write)
         if flushed.bytesWritten > 0 || outcome == .drained {
             lastWriteProgress = loop.iterationStart
             if flushed.bytesWritten > 0 { lastActivity = lastWriteProgress }
@@ -445,7 +445,21 @@ public final class Connection: @unchecked Sendable, Selectable {
         if state == .open && closeIntent != .none && outcome == .drained { finishOutput() }
     }
 
+    /// After every flush: nothing to do unless the writability changes, which is checked inline; the change itself
+    /// (the waiters' lock, the handler's callback) is out of line, so the common flush never touches it.
+    @inline(__always)
     private func updateWritability() {
+        let crossed = chain.crossedHighSet
+        if loopWritable {
+            if chain.pending < highWatermark && !crossed { return }
+        } else if !crossed && (state != .open || chain.pending > lowWatermark) {
+            return
+        }
+        changeWritability()
+    }
+
+    @inline(never)
+    private func changeWritability() {
         let pending = chain.pending
         let crossed = chain.takeCrossedHigh()
         if loopWritable && (pending >= highWatermark || crossed) {
@@ -543,7 +557,7 @@ public final class Connection: @unchecked Sendable, Selectable {
     private func readCompletions() -> Bool {
         var any = false
         var stats = FlushStats()
-        defer { stats.add(to: &loopStats.write, and: &loop.counters.write) }
+        defer { FlushStats.add(&stats, to: &loopStats.write, and: &loop.counters.write) }
         while true {
             let message: Sys.ErrorQueueMessage?
             do { message = try Sys.readErrorQueue(fd) } catch { return false }

@@ -89,23 +89,23 @@ public struct FlushStats: Sendable, Equatable {
         }
     }
 
-    /// Adds this flush to two totals at once (a connection's and its loop's), reading each field once: with two
-    /// `+=`s the compiler copied the whole struct (a 136-byte memcpy) before each.
+    /// Adds `d` to two totals at once (a connection's and its loop's), field by field: a call that took the
+    /// whole struct as a value copied its 136 bytes first (a memcpy per flush).
     @inline(__always)
-    func add(to a: inout FlushStats, and b: inout FlushStats) {
-        a.sendCalls += sendCalls
-        b.sendCalls += sendCalls
-        a.sendmsgCalls += sendmsgCalls
-        b.sendmsgCalls += sendmsgCalls
-        a.slicesWritten += slicesWritten
-        b.slicesWritten += slicesWritten
-        a.bytesWritten += bytesWritten
-        b.bytesWritten += bytesWritten
-        if partialWrites | wouldBlocks | verifiedIovecs | foreignIovecs | coalescedSlices | sendfileCalls
-            | sendfileBytes | zeroCopySends | zeroCopyBytes | zeroCopyCompletions | zeroCopyCopied
-            | zeroCopyFallbacks | stagedBytes != 0 {
-            a.addRarer(self)
-            b.addRarer(self)
+    static func add(_ d: inout FlushStats, to a: inout FlushStats, and b: inout FlushStats) {
+        a.sendCalls += d.sendCalls
+        b.sendCalls += d.sendCalls
+        a.sendmsgCalls += d.sendmsgCalls
+        b.sendmsgCalls += d.sendmsgCalls
+        a.slicesWritten += d.slicesWritten
+        b.slicesWritten += d.slicesWritten
+        a.bytesWritten += d.bytesWritten
+        b.bytesWritten += d.bytesWritten
+        if d.partialWrites | d.wouldBlocks | d.verifiedIovecs | d.foreignIovecs | d.coalescedSlices | d.sendfileCalls
+            | d.sendfileBytes | d.zeroCopySends | d.zeroCopyBytes | d.zeroCopyCompletions | d.zeroCopyCopied
+            | d.zeroCopyFallbacks | d.stagedBytes != 0 {
+            a.addRarer(d)
+            b.addRarer(d)
         }
     }
 
@@ -255,6 +255,9 @@ final class WriteChain: @unchecked Sendable {
     }
 
     /// True once after an append crossed the high watermark (consumer only).
+    /// Whether an append crossed the high watermark since the last `takeCrossedHigh` (consumer only; does not clear).
+    var crossedHighSet: Bool { crossedHigh.load(ordering: .relaxed) }
+
     func takeCrossedHigh() -> Bool {
         crossedHigh.load(ordering: .relaxed) && crossedHigh.exchange(false, ordering: .relaxed)
     }
