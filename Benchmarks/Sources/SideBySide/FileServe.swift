@@ -64,7 +64,7 @@ struct FileServeScenario: Scenario {
         let (server, port) = try context.startServer(self, side)
         defer { server.terminate() }
         let cpuBefore = try processCPUSeconds(server.pid)
-        let clientBusyBefore = try context.cores.map { try coreBusySeconds($0.client) }
+        let coresBefore = try context.cores.map { (try coreSeconds($0.server), try coreSeconds($0.client)) }
         let readers = try (0..<clients).map { _ in
             try context.startClient([context.limitTool("reader"), "127.0.0.1", "\(port)", "\(p["read"]!)", "64", "discard"])
         }
@@ -76,7 +76,7 @@ struct FileServeScenario: Scenario {
             longest = max(longest, seconds)
         }
         let cpu = try processCPUSeconds(server.pid) - cpuBefore
-        let clientBusy = try context.cores.map { try coreBusySeconds($0.client) }.map { $0 - (clientBusyBefore ?? 0) }
+        let coresAfter = try context.cores.map { (try coreSeconds($0.server), try coreSeconds($0.client)) }
         let gigabytes = Double(bytes * clients) / 1e9
         // Untimed: one reader that copies and checks every byte (byte i of the file is i % 251).
         let verifier = try context.startClient(
@@ -85,10 +85,15 @@ struct FileServeScenario: Scenario {
         verifier.wait()
         let (verified, _) = try parseReader(checked)  // "mismatch N" fails here
         guard Int(verified) == bytes else { throw HarnessError("\(side): the verifying reader got \(checked)") }
-        // Beside the server's CPU per GB: how busy each core was over the timed phase. A server core below 1.0 with
-        // the client core near 1.0 means the readers, not the server, set the GB/s.
+        // Beside the server's CPU per GB: how busy each core was over the timed phase, and how much of it the
+        // hypervisor stole. A server below 1.0 with the client core near 1.0 means the readers, not the server, set
+        // the GB/s; steal of more than a few percent means the run measured the neighbours too.
         var metrics = ["server_cpu_s_per_gb": cpu / gigabytes, "server_core_busy": cpu / longest]
-        if let clientBusy { metrics["client_core_busy"] = clientBusy / longest }
+        if let before = coresBefore, let after = coresAfter {
+            metrics["client_core_busy"] = (after.1.busy - before.1.busy) / longest
+            metrics["server_core_steal"] = (after.0.steal - before.0.steal) / longest
+            metrics["client_core_steal"] = (after.1.steal - before.1.steal) / longest
+        }
         return Measurement(value: gigabytes / longest, metrics: metrics)
     }
 

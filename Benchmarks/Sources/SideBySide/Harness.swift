@@ -176,10 +176,11 @@ func number(_ object: [String: Any], _ key: String) throws -> Double {
 
 /// CPU seconds (user + system) a process has used so far, from /proc/PID/stat: the same measure for every side,
 /// our servers, NIO's and the C ones alike.
-/// Seconds core `core` has spent busy since boot (user, nice, system, irq, softirq and steal in /proc/stat; idle and
-/// iowait are not busy). Sampled around a run, it tells a run bound by the client's core from one bound by the
-/// server's: the client core's busy share near 1.0 means the server was waiting for its readers.
-func coreBusySeconds(_ core: Int) throws -> Double {
+/// Seconds core `core` has spent busy since boot (user, nice, system, irq and softirq in /proc/stat), and seconds
+/// the hypervisor gave it to someone else (steal). Sampled around a run, the busy share tells a run bound by the
+/// client's core from one bound by the server's (the client core near 1.0: the server was waiting for its readers),
+/// and the steal share says how much of the run the machine was not ours at all.
+func coreSeconds(_ core: Int) throws -> (busy: Double, steal: Double) {
     guard let text = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
           let line = text.split(separator: "\n").first(where: { $0.hasPrefix("cpu\(core) ") }) else {
         throw HarnessError("cannot read cpu\(core) in /proc/stat")
@@ -187,7 +188,8 @@ func coreBusySeconds(_ core: Int) throws -> Double {
     let f = line.split(separator: " ").dropFirst().compactMap { Double($0) }
     guard f.count >= 8 else { throw HarnessError("unexpected /proc/stat line: \(line)") }
     // user nice system idle iowait irq softirq steal
-    return (f[0] + f[1] + f[2] + f[5] + f[6] + f[7]) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    let tick = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return ((f[0] + f[1] + f[2] + f[5] + f[6]) / tick, f[7] / tick)
 }
 
 func processCPUSeconds(_ pid: Int32) throws -> Double {
