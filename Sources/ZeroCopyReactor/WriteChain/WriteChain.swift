@@ -73,40 +73,40 @@ public struct FlushStats: Sendable, Equatable {
         return d
     }
 
-    /// Adds `b` to `a`. Inlined, with the counters most flushes leave at zero added only when one of them moved:
-    /// the loop adds each flush to two totals, and copying the 136-byte struct for an out-of-line call (a memcpy)
-    /// and adding 17 fields twice was 180 of a ping-pong request's 2,000 user-space instructions (callgrind).
-    @inline(__always)
-    public static func += (a: inout FlushStats, b: borrowing FlushStats) {
-        a.sendCalls += b.sendCalls
-        a.sendmsgCalls += b.sendmsgCalls
-        a.slicesWritten += b.slicesWritten
-        a.bytesWritten += b.bytesWritten
-        if b.partialWrites | b.wouldBlocks | b.verifiedIovecs | b.foreignIovecs | b.coalescedSlices
-            | b.sendfileCalls | b.sendfileBytes | b.zeroCopySends | b.zeroCopyBytes | b.zeroCopyCompletions
-            | b.zeroCopyCopied | b.zeroCopyFallbacks | b.stagedBytes != 0 {
-            a.addRarer(b)
-        }
+    /// Adds `b` to `a`.
+    public static func += (a: inout FlushStats, b: FlushStats) {
+        var b = b
+        addCommon(&b, into: &a)
+        if b.movedRarer { a.addRarer(b) }
     }
 
-    /// Adds `d` to two totals at once (a connection's and its loop's), field by field: a call that took the
-    /// whole struct as a value copied its 136 bytes first (a memcpy per flush).
+    /// Adds a flush to two totals at once (a connection's and its loop's). Everything is passed in place, and the
+    /// counters most flushes leave at zero are added only when one of them moved: copying the 136-byte struct for
+    /// each total (a memcpy, even with `borrowing`) and adding 17 fields twice was 180 of a ping-pong request's
+    /// 2,000 user-space instructions (callgrind).
     @inline(__always)
     static func add(_ d: inout FlushStats, to a: inout FlushStats, and b: inout FlushStats) {
-        a.sendCalls += d.sendCalls
-        b.sendCalls += d.sendCalls
-        a.sendmsgCalls += d.sendmsgCalls
-        b.sendmsgCalls += d.sendmsgCalls
-        a.slicesWritten += d.slicesWritten
-        b.slicesWritten += d.slicesWritten
-        a.bytesWritten += d.bytesWritten
-        b.bytesWritten += d.bytesWritten
-        if d.partialWrites | d.wouldBlocks | d.verifiedIovecs | d.foreignIovecs | d.coalescedSlices | d.sendfileCalls
-            | d.sendfileBytes | d.zeroCopySends | d.zeroCopyBytes | d.zeroCopyCompletions | d.zeroCopyCopied
-            | d.zeroCopyFallbacks | d.stagedBytes != 0 {
+        addCommon(&d, into: &a)
+        addCommon(&d, into: &b)
+        if d.movedRarer {
             a.addRarer(d)
             b.addRarer(d)
         }
+    }
+
+    /// The four counters every flush moves.
+    @inline(__always)
+    private static func addCommon(_ d: inout FlushStats, into a: inout FlushStats) {
+        a.sendCalls += d.sendCalls
+        a.sendmsgCalls += d.sendmsgCalls
+        a.slicesWritten += d.slicesWritten
+        a.bytesWritten += d.bytesWritten
+    }
+
+    /// Whether any counter beyond the first four is not zero.
+    private var movedRarer: Bool {
+        partialWrites | wouldBlocks | verifiedIovecs | foreignIovecs | coalescedSlices | sendfileCalls | sendfileBytes
+            | zeroCopySends | zeroCopyBytes | zeroCopyCompletions | zeroCopyCopied | zeroCopyFallbacks | stagedBytes != 0
     }
 
     @inline(never)
