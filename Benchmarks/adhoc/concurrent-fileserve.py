@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Hand measurement (not run by tools/bench): file-serve's three servers measured at the same time, so the shared
+# file-serve's three servers measured at the same time (by hand, and by tools/bench --concurrent), so the shared
 # machine's noise (the hypervisor stole 9-46% of a core during single runs in session 6) falls on all of them
 # alike. Every server is pinned to core 0 with one loop (SideBySide serve file-serve SIDE), every reader to core 1:
 # four limit/reader.c per server, discarding (recv MSG_TRUNC), each reading the whole 1 GiB file once. Prints each
@@ -30,6 +30,21 @@ def start(side):
         if m:
             return s, m.group(1)
 
+
+# The file SideBySide's file-serve makes (byte i = i % 251), made here too if a run has not, and read once so it
+# is in the page cache.
+path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"zcr-file-serve-{SIZE}.bin")
+if not os.path.exists(path) or os.path.getsize(path) != SIZE:
+    block = bytes(i % 251 for i in range(251 * 4096))
+    with open(path, "wb") as f:
+        left = SIZE
+        while left:
+            n = min(left, len(block))
+            f.write(block[:n])
+            left -= n
+with open(path, "rb") as f:
+    while f.read(1 << 24):
+        pass
 
 results = {s: [] for s in sides}
 for r in range(rounds):

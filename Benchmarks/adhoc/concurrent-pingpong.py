@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Hand measurement (not run by tools/bench): two echo servers measured at the same time, so the shared machine's
+# Two echo servers measured at the same time (by hand, and by tools/bench --concurrent), so the shared machine's
 # noise falls on both alike. Both servers are pinned to core 0 and both clients (limit/pingpong.c, 1,000 connections
 # of 64-byte ping-pong each) to core 1; each server's CPU per request comes from /proc (utime, stime). Rounds
 # alternate which side starts first. Prints each side's req/s and CPU per request, and the B/A ratio of CPU per
