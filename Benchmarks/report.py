@@ -3,6 +3,7 @@
 
   report.py write --results side-by-side.json [--micro micro.md] [--thresholds thresholds.txt]
                   --markdown OUT.md --svg OUT.svg [--elapsed S] [--command C] [--side-command C] [--partial 1]
+                  [--concurrent-pingpong TXT] [--concurrent-fileserve TXT]
   report.py check-budgets alloc-budgets.json results.json
 
 Every ratio is a ratio of medians from ONE invocation (the sides alternate run after run); nothing is compared
@@ -163,6 +164,27 @@ def evaluate(scenarios):
     return rows
 
 
+def concurrent_rows(args):
+    """Target rows from the at-the-same-time measurements (tools/bench --concurrent): the same targets as the
+    pinned ping-pong and file-serving CPU rows, judged on figures the host's steal cannot tilt one way."""
+    rows = []
+    path = args.get("--concurrent-pingpong")
+    if path and os.path.exists(path):
+        m = re.search(r"median B/A ([0-9.]+)", open(path).read())
+        if m:
+            r = float(m.group(1))
+            rows.append(("ping-pong-1k", "at the same time: server CPU per request at most 1.05x the C epoll "
+                         "server's (concurrent-pingpong.py)", r, 1.05, r <= 1.05, True, "x"))
+    path = args.get("--concurrent-fileserve")
+    if path and os.path.exists(path):
+        m = re.search(r"sendfile/mmap ([0-9.]+)x CPU per GB", open(path).read())
+        if m:
+            r = float(m.group(1))
+            rows.append(("file-serve", "at the same time: sendfile at no more server CPU per GB than the mmap path "
+                         "(concurrent-fileserve.py)", r, 1.0, r <= 1.0, True, "x"))
+    return rows
+
+
 def machine():
     cpu = "unknown"
     try:
@@ -269,7 +291,7 @@ def write(args):
     data = json.load(open(args["--results"]))
     scenarios = data["scenarios"]
     partial = args.get("--partial") == "1"
-    rows = evaluate(scenarios)
+    rows = evaluate(scenarios) + concurrent_rows(args)
     m = machine()
     md = []
     md.append("# Benchmarks: ZeroCopyReactor side by side with SwiftNIO and the loopback limit\n")
