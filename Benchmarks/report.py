@@ -164,24 +164,26 @@ def evaluate(scenarios):
     return rows
 
 
+# (option, scenario, pattern of the ratio in the script's output, bound, description): the at-the-same-time
+# measurements of tools/bench --concurrent, each a ratio of server CPU (lower is better).
+CONCURRENT_TARGETS = [
+    ("--concurrent-pingpong", "ping-pong-1k", r"median B/A ([0-9.]+)", 1.05,
+     "at the same time: server CPU per request at most 1.05x the C epoll server's (concurrent-pingpong.py)"),
+    ("--concurrent-fileserve", "file-serve", r"sendfile/mmap ([0-9.]+)x CPU per GB", 1.0,
+     "at the same time: sendfile at no more server CPU per GB than the mmap path (concurrent-fileserve.py)"),
+]
+
+
 def concurrent_rows(args):
     """Target rows from the at-the-same-time measurements (tools/bench --concurrent): the same targets as the
     pinned ping-pong and file-serving CPU rows, judged on figures the host's steal cannot tilt one way."""
     rows = []
-    path = args.get("--concurrent-pingpong")
-    if path and os.path.exists(path):
-        m = re.search(r"median B/A ([0-9.]+)", open(path).read())
+    for option, name, pattern, bound, text in CONCURRENT_TARGETS:
+        path = args.get(option)
+        m = re.search(pattern, open(path).read()) if path and os.path.exists(path) else None
         if m:
             r = float(m.group(1))
-            rows.append(("ping-pong-1k", "at the same time: server CPU per request at most 1.05x the C epoll "
-                         "server's (concurrent-pingpong.py)", r, 1.05, r <= 1.05, True, "x"))
-    path = args.get("--concurrent-fileserve")
-    if path and os.path.exists(path):
-        m = re.search(r"sendfile/mmap ([0-9.]+)x CPU per GB", open(path).read())
-        if m:
-            r = float(m.group(1))
-            rows.append(("file-serve", "at the same time: sendfile at no more server CPU per GB than the mmap path "
-                         "(concurrent-fileserve.py)", r, 1.0, r <= 1.0, True, "x"))
+            rows.append((name, text, r, bound, r <= bound, True, "x"))
     return rows
 
 
