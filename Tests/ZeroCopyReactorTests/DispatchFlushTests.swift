@@ -228,4 +228,135 @@ import Testing
         #expect(held == hoarded.flatMap { $0 })
         kept.withLock { $0.removeAll() }
     }
+
+    // The reply held outside the chain's list (`WriteChain.holdFront`): a reply written during its dispatch to an
+    // idle chain takes no node and no locked step of the list, and when the kernel takes only part of it, refuses
+    // it, or fails, it moves into the list or is failed with the rest, released exactly once.
+
+    @Test func aReplyWrittenInItsDispatchTakesNoChainNode() throws {
+        let tracker = LifetimeTracker(expecting: 200)
+        let tags = Atomic<UInt64>(0)
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                var s = bytes.retainedSlice()
+                s.observer = tracker
+                s.tag = tags.wrappingAdd(1, ordering: .relaxed).oldValue
+                try? c.write(s)
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let loop = pool.loops[0]
+        let peer = try RawPeer(connectingTo: address)
+        peer.send([0])
+        #expect(peer.read(exactly: 1) == [0])
+        let taken = loop.submitAndWait { NodePool.current.takenNodes } ?? -1
+        var random = TestRandom(seed: 21)
+        var expected: [UInt8] = []
+        for _ in 0..<199 {
+            let d = random.bytes(random.int(1...900))
+            peer.send(d)
+            #expect(peer.read(exactly: d.count) == d)
+            expected += d
+        }
+        let after = loop.submitAndWait { NodePool.current.takenNodes } ?? -2
+        // Through the list, each of the 199 replies took a node from the loop's pool.
+        #expect(after == taken)
+        #expect(tracker.waitAll() && tracker.writtenCount == 200 && tracker.releasedTwice.isEmpty && tracker.errorCount == 0)
+        #expect(pool.counters()[0].write.slicesWritten == 200)
+    }
+
+    @Test func aHeldReplyCutShortByTheKernelArrivesWhole() throws {
+        // Each of the first five sends of the connection takes at most 3 bytes: each held reply goes out in part,
+        // and the rest from the chain's list once the socket is writable again, in order with the replies after it.
+        let tracker = LifetimeTracker()
+        let tags = Atomic<UInt64>(0)
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onOpen = { c in FaultInjection.inject(.shortCount(3), on: .send, fd: c.fd, atCall: 1, times: 5) }
+            h.onRead = { c, bytes in
+                var s = bytes.retainedSlice()
+                s.observer = tracker
+                s.tag = tags.wrappingAdd(1, ordering: .relaxed).oldValue
+                try? c.write(s)
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        var random = TestRandom(seed: 8)
+        for _ in 0..<20 {
+            let d = random.bytes(random.int(10...500))
+            peer.send(d)
+            #expect(peer.read(exactly: d.count) == d)
+        }
+        let counters = pool.counters()[0].write
+        #expect(counters.partialWrites >= 5)
+        #expect(counters.slicesWritten >= 20)
+        #expect(tracker.releasedCount == tracker.writtenCount && tracker.releasedTwice.isEmpty && tracker.errorCount == 0)
+    }
+
+    @Test func aResetOnTheHeldRepliesSendReleasesItOnceWithTheError() throws {
+        let tracker = LifetimeTracker(expecting: 1)
+        let closed = Box<ReactorError?>()
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onOpen = { c in FaultInjection.inject(.errno(ECONNRESET), on: .send, fd: c.fd) }
+            h.onRead = { c, bytes in try? c.write(tracker.slice(Array(bytes.bytes), tag: 1)) }
+            h.onClose = { _, e in closed.set(e) }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        peer.send([1, 2, 3])
+        #expect((closed.wait() ?? nil) == .system(SystemError(errno: ECONNRESET, call: "send")))
+        #expect(tracker.waitAll() && tracker.released(1) == 1 && tracker.error(1) == .system(SystemError(errno: ECONNRESET, call: "send")))
+        #expect(tracker.writtenCount == 0)
+        #expect(peer.readAll().isEmpty)
+    }
+
+    @Test func aPeerThatNeverReadsGetsEveryHeldReplyInOrderOnceItDoes() throws {
+        // The peer sends 4 MiB in 1 KiB requests and reads nothing: the echoes fill its receive buffer and the
+        // server's send buffer, held replies meet EAGAIN and partial sends and move into the list, the handler
+        // pauses reading at the high watermark. Then the peer reads: every byte, in order, each reply released once.
+        let tracker = LifetimeTracker()
+        let tags = Atomic<UInt64>(0)
+        let paused = Signal()
+        let high = 128 * 1024
+        let (pool, address) = try makeServer(configure: {
+            $0.highWatermark = high
+            $0.lowWatermark = high / 2
+            $0.socketSendBuffer = 32 * 1024
+        }) { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                var s = bytes.retainedSlice()
+                s.observer = tracker
+                s.tag = tags.wrappingAdd(1, ordering: .relaxed).oldValue
+                try? c.write(s)
+                if !c.isWritable {
+                    c.pauseReading()
+                    paused.fire()
+                }
+            }
+            h.onWritability = { c, writable in if writable { c.resumeReading() } }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address, receiveBuffer: 16 * 1024)
+        var random = TestRandom(seed: 13)
+        let data = random.bytes(4 << 20)
+        // The sender blocks once the server pauses; only the reads below, which start once the server has paused,
+        // let it go on.
+        runThread {
+            for i in stride(from: 0, to: data.count, by: 1024) { peer.send(Array(data[i..<i + 1024])) }
+        }
+        #expect(paused.wait(seconds: 20))
+        #expect(peer.read(exactly: data.count) == data)
+        let counters = pool.counters()[0].write
+        #expect(counters.wouldBlocks + counters.partialWrites > 0)
+        #expect(tracker.releasedCount == tracker.writtenCount && tracker.releasedTwice.isEmpty && tracker.errorCount == 0)
+        #expect(pool.loops[0].submitAndWait { tracker.releasedCount } == tracker.writtenCount)
+    }
 }

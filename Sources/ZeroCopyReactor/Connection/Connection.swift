@@ -41,6 +41,9 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// Set when this connection's own handler made the chain non-empty during `ready`: it is flushed when `ready`
     /// returns, not from the loop's ready stack (loop only; cleared by any flush).
     private var flushAfterDispatch = false
+    /// Whether a reply written during a dispatch may be held aside by the chain (`WriteChain.holdFront`): not under a
+    /// copy control, whose staging copy must be made for every send (the profiler's checks must catch it).
+    private let holdsReplies: Bool
     /// A teardown was asked for during a flush, and waits for it to end (`deferredTeardown` says why).
     private var teardownDeferred = false
     /// Loop iteration times of the last byte read or written, of the last sign of write progress (bytes taken, or
@@ -119,6 +122,7 @@ public final class Connection: @unchecked Sendable, Selectable {
         highWatermark = config.highWatermark
         lowWatermark = config.lowWatermark
         chain = WriteChain(highWatermark: config.highWatermark, hardCap: config.writeBufferHardCap)
+        holdsReplies = config.copyControl == nil
         timeouts = config.timeouts
     }
 
@@ -144,6 +148,18 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// Throws, after releasing the slice, when the connection is closed or the hard cap would be exceeded.
     public func write(_ slice: consuming Slice) throws(ReactorError) {
         if slice.copiedBytes > 0 { loop.bytesCopied.wrappingAdd(slice.copiedBytes, ordering: .relaxed) }
+        if loop.inLoop {
+            // The reply to what this dispatch read, to an idle chain: held by the chain for the flush at the end of
+            // the dispatch, outside its lock-free list (`WriteChain.holdFront`). Any other write made on the loop
+            // first moves a held reply into the list, so it stays ahead of what follows.
+            if dispatching && !isFlushing && state == .open && holdsReplies
+                && chain.canHoldFront(count: slice.count, isFile: slice.isFileRegion, zeroCopyThreshold: zeroCopyThreshold) {
+                chain.holdFront(slice)
+                flushAfterDispatch = true
+                return
+            }
+            chain.spillFront()
+        }
         switch chain.append(slice) {
         case .becameNonEmpty: flushSoon()
         case .queued: break
@@ -155,6 +171,7 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// The message is left empty.
     public func write(_ message: inout OutboundMessage) throws(ReactorError) {
         if message.copiedBytes > 0 { loop.bytesCopied.wrappingAdd(message.copiedBytes, ordering: .relaxed) }
+        if loop.inLoop { chain.spillFront() }
         switch chain.append(&message) {
         case .becameNonEmpty: flushSoon()
         case .queued: break
@@ -171,8 +188,10 @@ public final class Connection: @unchecked Sendable, Selectable {
         try write(slice)
     }
 
-    /// Bytes queued and not yet accepted by the kernel (cross-thread appends count as soon as they are made).
-    public var pendingBytes: Int { chain.pending }
+    /// Bytes queued and not yet accepted by the kernel (cross-thread appends count as soon as they are made). On
+    /// other threads, a reply the loop holds for the end of its dispatch (`WriteChain.holdFront`) counts once it is
+    /// sent or queued: within the same dispatch.
+    public var pendingBytes: Int { loop.inLoop ? chain.pending + chain.frontBytes : chain.pending }
 
     /// False from the moment the pending bytes reach the high watermark until they fall to the low one.
     public var isWritable: Bool {
@@ -351,7 +370,8 @@ public final class Connection: @unchecked Sendable, Selectable {
         if state == .open && events & Epoll.error != 0 {
             let code = (try? Sys.getOption(fd, level: SOL_SOCKET, name: SO_ERROR)) ?? 0
             teardown(.system(SystemError(errno: code == 0 ? ECONNRESET : code, call: "epoll")))
-        } else if state == .open && events & Epoll.hangup != 0 && inputClosed && chain.pending > 0 {
+        } else if state == .open && events & Epoll.hangup != 0 && inputClosed
+                    && chain.pending + chain.frontBytes > 0 {
             teardown(.system(SystemError(errno: EPIPE, call: "epoll")))
         }
     }

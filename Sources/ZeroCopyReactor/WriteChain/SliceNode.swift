@@ -62,6 +62,9 @@ final class NodePool: @unchecked Sendable {
     private let returnedHere = Atomic<Int>(0)
     private let returnedElsewhere = Atomic<Int>(0)
 
+    /// Nodes taken over the pool's life (for tests: how many slices went through a chain's list).
+    var takenNodes: Int { takenCount.load(ordering: .relaxed) }
+
     /// Slices taken from this pool and not yet released.
     var outstanding: Int {
         takenCount.load(ordering: .relaxed) - returnedHere.load(ordering: .relaxed)

@@ -1,0 +1,169 @@
+// The loop's own reply held outside the chain's lock-free list (`WriteChain.holdFront`), driven by the scripted
+// socket: it goes out with one send and no node; cut short or refused by the kernel it moves into the list at the
+// byte it reached; it stays ahead of everything appended after it, from any thread; and it is released exactly
+// once on every path (sent, moved, failed), before whatever was queued behind it.
+import Glibc
+import Synchronization
+import Testing
+@testable import ZeroCopyReactor
+
+@Suite struct WriteChainFrontTests {
+    func bytes(_ n: Int, from start: UInt8) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: Int(start) + $0) } }
+
+    /// Records the order of releases, and their errors.
+    final class ReleaseOrder: SliceObserver, @unchecked Sendable {
+        var written: [UInt64] = []
+        var released: [(tag: UInt64, error: ReactorError?)] = []
+        func sliceWritten(tag: UInt64, byteCount: Int) { written.append(tag) }
+        func sliceReleased(tag: UInt64, error: ReactorError?) { released.append((tag, error)) }
+        func slice(_ b: [UInt8], tag: UInt64) -> Slice {
+            var s = Slice(b)
+            s.tag = tag
+            s.observer = self
+            return s
+        }
+    }
+
+    func hold(_ chain: WriteChain, _ slice: Slice) {
+        #expect(chain.canHoldFront(count: slice.count, isFile: slice.isFileRegion, zeroCopyThreshold: nil))
+        chain.holdFront(slice)
+    }
+
+    @Test func aHeldReplyGoesOutWithOneSendAndNoNode() {
+        let order = ReleaseOrder()
+        let chain = WriteChain(highWatermark: 1 << 20)
+        let socket = ScriptedSocket([])
+        let taken = NodePool.current.takenNodes
+        hold(chain, order.slice(bytes(64, from: 0), tag: 1))
+        #expect(chain.pending == 0 && chain.frontBytes == 64 && chain.hasQueuedBytes)
+        var stats = FlushStats()
+        #expect(socket.flush(chain, stats: &stats) == .drained)
+        #expect(socket.calls == [[64]] && socket.sent == bytes(64, from: 0))
+        #expect(stats.sendCalls == 1 && stats.sendmsgCalls == 0 && stats.slicesWritten == 1 && stats.bytesWritten == 64)
+        #expect(order.written == [1] && order.released.map(\.tag) == [1] && order.released[0].error == nil)
+        #expect(NodePool.current.takenNodes == taken)  // never in the list
+        #expect(chain.frontBytes == 0 && !chain.hasQueuedBytes)
+        // Idle again: the next reply is held too, and the next producer's append still schedules a flush.
+        #expect(chain.canHoldFront(count: 8, isFile: false, zeroCopyThreshold: nil))
+        #expect(chain.append(Slice(bytes(8, from: 0))) == .becameNonEmpty)
+    }
+
+    @Test func aHeldReplyCutShortResumesFromTheListAtTheByteItReached() {
+        let order = ReleaseOrder()
+        let chain = WriteChain(highWatermark: 1 << 20)
+        let socket = ScriptedSocket([.accept(30)])
+        hold(chain, order.slice(bytes(100, from: 0), tag: 1))
+        var stats = FlushStats()
+        #expect(socket.flush(chain, stats: &stats) == .wouldBlock)
+        #expect(stats.partialWrites == 1 && stats.bytesWritten == 30 && stats.slicesWritten == 0)
+        #expect(chain.frontBytes == 0 && chain.pending == 70 && order.released.isEmpty)
+        // A producer appends while the rest waits for EPOLLOUT: it is queued behind, and schedules nothing.
+        #expect(chain.append(order.slice(bytes(50, from: 100), tag: 2)) == .queued)
+        #expect(socket.flush(chain, stats: &stats) == .drained)
+        #expect(socket.calls == [[100], [70, 50]])
+        #expect(socket.sent == bytes(150, from: 0))
+        #expect(order.released.map(\.tag) == [1, 2] && order.written == [1, 2] && chain.pending == 0)
+    }
+
+    @Test func eagainMovesTheWholeReplyIntoTheList() {
+        let order = ReleaseOrder()
+        let chain = WriteChain(highWatermark: 1 << 20)
+        let socket = ScriptedSocket([.errno(EAGAIN)])
+        hold(chain, order.slice(bytes(40, from: 0), tag: 1))
+        var stats = FlushStats()
+        #expect(socket.flush(chain, stats: &stats) == .wouldBlock)
+        #expect(stats.wouldBlocks == 1 && stats.bytesWritten == 0 && chain.pending == 40 && order.released.isEmpty)
+        #expect(socket.flush(chain) == .drained)
+        #expect(socket.sent == bytes(40, from: 0) && order.released.map(\.tag) == [1])
+    }
+
+    @Test func whatAnotherThreadPublishesWhileTheReplyIsHeldGoesBehindIt() {
+        let order = ReleaseOrder()
+        let chain = WriteChain(highWatermark: 1 << 20)
+        hold(chain, order.slice(bytes(10, from: 0), tag: 1))
+        let later = bytes(20, from: 10)
+        onThreads(1) { _ in _ = chain.append(order.slice(later, tag: 2)) }
+        #expect(!chain.canHoldFront(count: 8, isFile: false, zeroCopyThreshold: nil))
+        let socket = ScriptedSocket([])
+        #expect(socket.flush(chain) == .drained)
+        #expect(socket.calls == [[10], [20]] && socket.sent == bytes(30, from: 0))
+        #expect(order.released.map(\.tag) == [1, 2])
+    }
+
+    @Test func aSecondWriteOnTheLoopMovesTheHeldReplyAheadOfIt() {
+        let order = ReleaseOrder()
+        let chain = WriteChain(highWatermark: 1 << 20)
+        hold(chain, order.slice(bytes(10, from: 0), tag: 1))
+        chain.spillFront()
+        #expect(chain.frontBytes == 0 && chain.pending == 10)
+        var message = OutboundMessage()
+        message.append(order.slice(bytes(20, from: 10), tag: 2))
+        message.append(order.slice(bytes(5, from: 30), tag: 3))
+        #expect(chain.append(&message) == .queued)  // the head is active: the flush at the dispatch's end is due
+        let socket = ScriptedSocket([])
+        #expect(socket.flush(chain) == .drained)
+        #expect(socket.calls == [[10, 20, 5]] && socket.sent == bytes(35, from: 0))
+        #expect(order.released.map(\.tag) == [1, 2, 3])
+    }
+
+    @Test func failingTheChainReleasesTheHeldReplyFirstAndOnce() {
+        let order = ReleaseOrder()
+        let chain = WriteChain(highWatermark: 1 << 20)
+        hold(chain, order.slice(bytes(10, from: 0), tag: 1))
+        _ = chain.append(order.slice(bytes(10, from: 10), tag: 2))
+        #expect(chain.failAll(.aborted) == 2)
+        #expect(order.released.map(\.tag) == [1, 2] && order.released.allSatisfy { $0.error == .aborted })
+        #expect(order.written.isEmpty && chain.pending == 0 && chain.frontBytes == 0)
+        #expect(chain.failAll(.aborted) == 0 && order.released.count == 2)
+    }
+
+    @Test func aSendErrorLeavesTheReplyToTheFailureThatFollows() {
+        let order = ReleaseOrder()
+        let chain = WriteChain(highWatermark: 1 << 20)
+        let socket = ScriptedSocket([.errno(ECONNRESET)])
+        hold(chain, order.slice(bytes(10, from: 0), tag: 1))
+        let error = ReactorError.system(SystemError(errno: ECONNRESET, call: "sendmsg"))
+        #expect(socket.flush(chain) == .failed(error))
+        #expect(order.released.isEmpty)
+        #expect(chain.failAll(error) == 1)
+        #expect(order.released.count == 1 && order.released[0].error == error && order.written.isEmpty)
+    }
+
+    @Test func aHeldReplyKeepsTheChainFromSealingUntilItIsSent() {
+        let chain = WriteChain(highWatermark: 1 << 20)
+        hold(chain, Slice(bytes(10, from: 0)))
+        #expect(!chain.sealIfIdle())
+        #expect(ScriptedSocket([]).flush(chain) == .drained)
+        #expect(chain.sealIfIdle())
+        #expect(!chain.canHoldFront(count: 8, isFile: false, zeroCopyThreshold: nil))
+    }
+
+    @Test func onlyASmallMemoryReplyToAnOpenIdleChainIsHeld() throws {
+        let chain = WriteChain(highWatermark: 1000, hardCap: 600)
+        #expect(chain.canHoldFront(count: 600, isFile: false, zeroCopyThreshold: nil))
+        #expect(!chain.canHoldFront(count: 0, isFile: false, zeroCopyThreshold: nil))
+        #expect(!chain.canHoldFront(count: 601, isFile: false, zeroCopyThreshold: nil))  // over the hard cap
+        #expect(!WriteChain(highWatermark: 1000).canHoldFront(count: 1000, isFile: false, zeroCopyThreshold: nil))
+        #expect(!chain.canHoldFront(count: 10, isFile: true, zeroCopyThreshold: nil))  // a file region: sendfile
+        chain.zeroCopyEnabled = true
+        #expect(!chain.canHoldFront(count: 100, isFile: false, zeroCopyThreshold: 100))  // MSG_ZEROCOPY wanted
+        #expect(chain.canHoldFront(count: 99, isFile: false, zeroCopyThreshold: 100))
+        chain.zeroCopyEnabled = false
+        _ = chain.append(Slice(bytes(10, from: 0)))
+        #expect(!chain.canHoldFront(count: 10, isFile: false, zeroCopyThreshold: nil))  // not idle
+        _ = ScriptedSocket([]).flush(chain)
+        chain.refuseNewAppends()
+        #expect(!chain.canHoldFront(count: 10, isFile: false, zeroCopyThreshold: nil))  // closing
+    }
+
+    @Test func verifyModeChecksTheHeldReplyToo() {
+        let chain = WriteChain(highWatermark: 1 << 20)
+        var stats = FlushStats()
+        hold(chain, Slice(bytes(16, from: 0)))
+        _ = ScriptedSocket([]).flush(chain, verify: true, stats: &stats)
+        let user = bytes(16, from: 0)
+        user.withUnsafeBytes { hold(chain, Slice(copyOf: $0)) }
+        _ = ScriptedSocket([]).flush(chain, verify: true, stats: &stats)
+        #expect(stats.verifiedIovecs == 1 && stats.foreignIovecs == 1)
+    }
+}
