@@ -267,6 +267,32 @@ import Testing
         #expect(pool.counters()[0].write.slicesWritten == 200)
     }
 
+    @Test func readBytesWrittenBackTakeNoChainNodeAndNoSlice() throws {
+        // `write(_: InboundBytes)`, the echo server's and a proxy's write: held as the buffer and the bytes.
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in try? c.write(bytes) }
+            return h
+        }
+        defer { pool.shutdown() }
+        let loop = pool.loops[0]
+        let peer = try RawPeer(connectingTo: address)
+        peer.send([0])
+        #expect(peer.read(exactly: 1) == [0])
+        let taken = loop.submitAndWait { NodePool.current.takenNodes } ?? -1
+        var random = TestRandom(seed: 22)
+        for _ in 0..<199 {
+            let d = random.bytes(random.int(1...900))
+            peer.send(d)
+            #expect(peer.read(exactly: d.count) == d)
+        }
+        #expect(loop.submitAndWait { NodePool.current.takenNodes } == taken)
+        let counters = pool.counters()[0]
+        #expect(counters.write.slicesWritten == 200 && counters.write.sendCalls == 200)
+        // Released: nothing is held by slices once the replies are sent (the buffer starts over at each read).
+        #expect(loop.submitAndWait { loop.readBuffers.memory.heldBuffers.load(ordering: .relaxed) } == 0)
+    }
+
     @Test func aHeldReplyCutShortByTheKernelArrivesWhole() throws {
         // Each of the first five sends of the connection takes at most 3 bytes: each held reply goes out in part,
         // and the rest from the chain's list once the socket is writable again, in order with the replies after it.
@@ -303,7 +329,12 @@ import Testing
         let (pool, address) = try makeServer { _ in
             let h = ClosureHandler()
             h.onOpen = { c in FaultInjection.inject(.errno(ECONNRESET), on: .send, fd: c.fd) }
-            h.onRead = { c, bytes in try? c.write(tracker.slice(Array(bytes.bytes), tag: 1)) }
+            h.onRead = { c, bytes in
+                var s = bytes.retainedSlice()
+                s.observer = tracker
+                s.tag = 1
+                try? c.write(s)
+            }
             h.onClose = { _, e in closed.set(e) }
             return h
         }

@@ -204,9 +204,21 @@ final class ReadMemory: @unchecked Sendable {
 public struct InboundBytes {
     /// The bytes read. Do not use the pointer after the callback returns.
     public let bytes: UnsafeRawBufferPointer
-    let buffer: ReadBuffer
+    // Unretained, both. Invariant: an InboundBytes is used only during the callback it is passed to, and meanwhile
+    // the loop's pool holds the buffer as its current one (only the loop's next read replaces it) and the loop holds
+    // the connection whose event it dispatches. Strong references would cost a retain and a release each per read,
+    // four locked instructions a request; `unowned(unsafe)` fields did not help, as the compiler retains them
+    // again to use them (callgrind). A slice cut from the bytes takes its own strong reference to the buffer.
+    private let bufferRef: Unmanaged<ReadBuffer>
     let offset: Int
-    let connection: Connection
+    private let connectionRef: Unmanaged<Connection>
+
+    init(bytes: UnsafeRawBufferPointer, buffer: Unmanaged<ReadBuffer>, offset: Int, connection: Unmanaged<Connection>) {
+        self.bytes = bytes
+        bufferRef = buffer
+        self.offset = offset
+        connectionRef = connection
+    }
 
     public var count: Int { bytes.count }
 
@@ -214,12 +226,20 @@ public struct InboundBytes {
     /// Call it during the callback, on the loop thread. The slice holds the whole read buffer (64 KiB by default)
     /// until it is released, and its bytes count against this connection's share of the loop's read-memory budget.
     public func retainedSlice() -> Slice {
+        Slice(bytes: bytes, keepalive: .object(retain()))
+    }
+
+    /// Charges the bytes to the connection that read them and returns the buffer, retained: what keeps them alive.
+    @inline(__always)
+    func retain() -> ReadBuffer {
         let end = offset + bytes.count
-        if end > buffer.used {
-            buffer.charge(connection, bytes: end - max(buffer.used, offset))
-            buffer.used = end
+        bufferRef._withUnsafeGuaranteedRef { buffer in
+            if end > buffer.used {
+                connectionRef._withUnsafeGuaranteedRef { buffer.charge($0, bytes: end - max(buffer.used, offset)) }
+                buffer.used = end
+            }
         }
-        return Slice(bytes: bytes, keepalive: .object(buffer))
+        return bufferRef.takeUnretainedValue()
     }
 
     /// A part of the bytes as a Slice (see `retainedSlice()`).
@@ -252,7 +272,8 @@ struct ReadBufferPool {
     var bufferSize: Int { memory.bufferSize }
 
     /// The region the next read goes into.
-    mutating func nextRegion() -> (ReadBuffer, Int, UnsafeMutableRawBufferPointer) {
+    /// The buffer comes unretained: the pool holds it until the next call (see InboundBytes).
+    mutating func nextRegion() -> (Unmanaged<ReadBuffer>, Int, UnsafeMutableRawBufferPointer) {
         if current.used > 0 && isKnownUniquelyReferenced(&current) {
             // Every slice cut from the current buffer is released already (a reply flushed within its dispatch,
             // the usual request/response shape): start it over now rather than at the rotation. The next read then
@@ -263,7 +284,7 @@ struct ReadBufferPool {
             rotate()
         }
         let offset = current.used
-        return (current, offset, UnsafeMutableRawBufferPointer(rebasing: current.storage[offset...]))
+        return (Unmanaged.passUnretained(current), offset, UnsafeMutableRawBufferPointer(rebasing: current.storage[offset...]))
     }
 
     private mutating func rotate() {

@@ -140,7 +140,7 @@ public final class EchoHandler: ConnectionHandler {
 
     public func connection(_ connection: Connection, didRead bytes: InboundBytes) {
         do {
-            try connection.write(bytes.retainedSlice())
+            try connection.write(bytes)
         } catch {
             connection.abort()
             return

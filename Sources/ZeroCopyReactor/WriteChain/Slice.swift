@@ -99,9 +99,6 @@ public struct Slice: @unchecked Sendable {
         self.init(bytes: bytes, keepalive: .object(ReleaseOnDeinit(bytes: bytes, release: release)))
     }
 
-    /// No bytes and no owner: what an empty slot holds (`WriteChain`'s front).
-    static var nothing: Slice { Slice(bytes: UnsafeRawBufferPointer(start: nil, count: 0), keepalive: .none) }
-
     /// Memory the caller promises outlives every write (static data, a buffer it frees only after shutdown).
     public init(unsafeUnownedBytes bytes: UnsafeRawBufferPointer) {
         self.init(bytes: bytes, keepalive: .none)
