@@ -233,36 +233,45 @@ import Testing
     // idle chain takes no node and no locked step of the list, and when the kernel takes only part of it, refuses
     // it, or fails, it moves into the list or is failed with the rest, released exactly once.
 
-    @Test func aReplyWrittenInItsDispatchTakesNoChainNode() throws {
-        let tracker = LifetimeTracker(expecting: 200)
-        let tags = Atomic<UInt64>(0)
-        let (pool, address) = try makeServer { _ in
-            let h = ClosureHandler()
-            h.onRead = { c, bytes in
-                var s = bytes.retainedSlice()
-                s.observer = tracker
-                s.tag = tags.wrappingAdd(1, ordering: .relaxed).oldValue
-                try? c.write(s)
-            }
-            return h
+    /// Writes back what it reads as a retained slice that `tracker` follows, each with a tag of its own.
+    final class TrackedEcho: @unchecked Sendable {
+        let tracker: LifetimeTracker
+        private let tags = Atomic<UInt64>(0)
+        init(_ tracker: LifetimeTracker) { self.tracker = tracker }
+        func reply(_ c: Connection, _ bytes: InboundBytes) {
+            var s = bytes.retainedSlice()
+            s.observer = tracker
+            s.tag = tags.wrappingAdd(1, ordering: .relaxed).oldValue
+            try? c.write(s)
         }
-        defer { pool.shutdown() }
-        let loop = pool.loops[0]
-        let peer = try RawPeer(connectingTo: address)
-        peer.send([0])
-        #expect(peer.read(exactly: 1) == [0])
-        let taken = loop.submitAndWait { NodePool.current.takenNodes } ?? -1
-        var random = TestRandom(seed: 21)
-        var expected: [UInt8] = []
+    }
+
+    /// Nodes the loop's pool hands out while `peer` makes 199 more echoed requests (exact bytes checked).
+    static func nodesTakenBy199Requests(on loop: EventLoop, peer: RawPeer, seed: UInt64) -> Int {
+        let before = loop.submitAndWait { NodePool.current.takenNodes } ?? -1
+        var random = TestRandom(seed: seed)
         for _ in 0..<199 {
             let d = random.bytes(random.int(1...900))
             peer.send(d)
             #expect(peer.read(exactly: d.count) == d)
-            expected += d
         }
-        let after = loop.submitAndWait { NodePool.current.takenNodes } ?? -2
+        return (loop.submitAndWait { NodePool.current.takenNodes } ?? -1) - before
+    }
+
+    @Test func aReplyWrittenInItsDispatchTakesNoChainNode() throws {
+        let tracker = LifetimeTracker(expecting: 200)
+        let echo = TrackedEcho(tracker)
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onRead = echo.reply
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        peer.send([0])
+        #expect(peer.read(exactly: 1) == [0])
         // Through the list, each of the 199 replies took a node from the loop's pool.
-        #expect(after == taken)
+        #expect(Self.nodesTakenBy199Requests(on: pool.loops[0], peer: peer, seed: 21) == 0)
         #expect(tracker.waitAll() && tracker.writtenCount == 200 && tracker.releasedTwice.isEmpty && tracker.errorCount == 0)
         #expect(pool.counters()[0].write.slicesWritten == 200)
     }
@@ -279,14 +288,7 @@ import Testing
         let peer = try RawPeer(connectingTo: address)
         peer.send([0])
         #expect(peer.read(exactly: 1) == [0])
-        let taken = loop.submitAndWait { NodePool.current.takenNodes } ?? -1
-        var random = TestRandom(seed: 22)
-        for _ in 0..<199 {
-            let d = random.bytes(random.int(1...900))
-            peer.send(d)
-            #expect(peer.read(exactly: d.count) == d)
-        }
-        #expect(loop.submitAndWait { NodePool.current.takenNodes } == taken)
+        #expect(Self.nodesTakenBy199Requests(on: loop, peer: peer, seed: 22) == 0)
         let counters = pool.counters()[0]
         #expect(counters.write.slicesWritten == 200 && counters.write.sendCalls == 200)
         // Released: nothing is held by slices once the replies are sent (the buffer starts over at each read).
@@ -297,16 +299,11 @@ import Testing
         // Each of the first five sends of the connection takes at most 3 bytes: each held reply goes out in part,
         // and the rest from the chain's list once the socket is writable again, in order with the replies after it.
         let tracker = LifetimeTracker()
-        let tags = Atomic<UInt64>(0)
+        let echo = TrackedEcho(tracker)
         let (pool, address) = try makeServer { _ in
             let h = ClosureHandler()
             h.onOpen = { c in FaultInjection.inject(.shortCount(3), on: .send, fd: c.fd, atCall: 1, times: 5) }
-            h.onRead = { c, bytes in
-                var s = bytes.retainedSlice()
-                s.observer = tracker
-                s.tag = tags.wrappingAdd(1, ordering: .relaxed).oldValue
-                try? c.write(s)
-            }
+            h.onRead = echo.reply
             return h
         }
         defer { pool.shutdown() }
@@ -352,7 +349,7 @@ import Testing
         // server's send buffer, held replies meet EAGAIN and partial sends and move into the list, the handler
         // pauses reading at the high watermark. Then the peer reads: every byte, in order, each reply released once.
         let tracker = LifetimeTracker()
-        let tags = Atomic<UInt64>(0)
+        let echo = TrackedEcho(tracker)
         let paused = Signal()
         let high = 128 * 1024
         let (pool, address) = try makeServer(configure: {
@@ -362,10 +359,7 @@ import Testing
         }) { _ in
             let h = ClosureHandler()
             h.onRead = { c, bytes in
-                var s = bytes.retainedSlice()
-                s.observer = tracker
-                s.tag = tags.wrappingAdd(1, ordering: .relaxed).oldValue
-                try? c.write(s)
+                echo.reply(c, bytes)
                 if !c.isWritable {
                     c.pauseReading()
                     paused.fire()
