@@ -32,6 +32,15 @@ import Testing
         return release
     }
 
+    /// A high watermark of `high` (low at half) and a small socket send buffer: replies back up soon.
+    static func smallBuffers(high: Int, sendBuffer: Int32) -> (inout ReactorConfiguration) -> Void {
+        return {
+            $0.highWatermark = high
+            $0.lowWatermark = high / 2
+            $0.socketSendBuffer = sendBuffer
+        }
+    }
+
     @Test func aReplyLeavesBeforeTheNextConnectionIsDispatched() throws {
         let record = Dispatches()
         let (pool, address) = try makeServer { _ in
@@ -77,11 +86,7 @@ import Testing
         let paused = Atomic<Bool>(false)
         let closed = Box<ReactorError?>()
         let high = 256 * 1024
-        let (pool, address) = try makeServer(configure: {
-            $0.highWatermark = high
-            $0.lowWatermark = high / 2
-            $0.socketSendBuffer = 64 * 1024
-        }) { _ in
+        let (pool, address) = try makeServer(configure: Self.smallBuffers(high: high, sendBuffer: 64 * 1024)) { _ in
             let h = ClosureHandler()
             h.onRead = { c, bytes in
                 // Each byte four times: the same stream however TCP splits the requests.
@@ -176,12 +181,7 @@ import Testing
         }
         defer { pool.shutdown() }
         let peer = try RawPeer(connectingTo: address)
-        var random = TestRandom(seed: 3)
-        for _ in 0..<200 {
-            let d = random.bytes(random.int(1...700))
-            peer.send(d)
-            #expect(peer.read(exactly: d.count) == d)
-        }
+        Self.echoRequests(peer, count: 200, sizes: 1...700, seed: 3)
         let seen = addresses.withLock { $0 }
         // Each request is read after the reply to the one before it was sent and released: one address for all.
         // Before, each read went on past the bytes the last one kept, and only a rotation came back to the start.
@@ -246,15 +246,20 @@ import Testing
         }
     }
 
-    /// Nodes the loop's pool hands out while `peer` makes 199 more echoed requests (exact bytes checked).
-    static func nodesTakenBy199Requests(on loop: EventLoop, peer: RawPeer, seed: UInt64) -> Int {
-        let before = loop.submitAndWait { NodePool.current.takenNodes } ?? -1
+    /// `count` requests of random sizes, one at a time, each echoed byte for byte.
+    static func echoRequests(_ peer: RawPeer, count: Int, sizes: ClosedRange<Int>, seed: UInt64) {
         var random = TestRandom(seed: seed)
-        for _ in 0..<199 {
-            let d = random.bytes(random.int(1...900))
+        for _ in 0..<count {
+            let d = random.bytes(random.int(sizes))
             peer.send(d)
             #expect(peer.read(exactly: d.count) == d)
         }
+    }
+
+    /// Nodes the loop's pool hands out while `peer` makes 199 more echoed requests.
+    static func nodesTakenBy199Requests(on loop: EventLoop, peer: RawPeer, seed: UInt64) -> Int {
+        let before = loop.submitAndWait { NodePool.current.takenNodes } ?? -1
+        echoRequests(peer, count: 199, sizes: 1...900, seed: seed)
         return (loop.submitAndWait { NodePool.current.takenNodes } ?? -1) - before
     }
 
@@ -308,12 +313,7 @@ import Testing
         }
         defer { pool.shutdown() }
         let peer = try RawPeer(connectingTo: address)
-        var random = TestRandom(seed: 8)
-        for _ in 0..<20 {
-            let d = random.bytes(random.int(10...500))
-            peer.send(d)
-            #expect(peer.read(exactly: d.count) == d)
-        }
+        Self.echoRequests(peer, count: 20, sizes: 10...500, seed: 8)
         let counters = pool.counters()[0].write
         #expect(counters.partialWrites >= 5)
         #expect(counters.slicesWritten >= 20)
@@ -352,11 +352,7 @@ import Testing
         let echo = TrackedEcho(tracker)
         let paused = Signal()
         let high = 128 * 1024
-        let (pool, address) = try makeServer(configure: {
-            $0.highWatermark = high
-            $0.lowWatermark = high / 2
-            $0.socketSendBuffer = 32 * 1024
-        }) { _ in
+        let (pool, address) = try makeServer(configure: Self.smallBuffers(high: high, sendBuffer: 32 * 1024)) { _ in
             let h = ClosureHandler()
             h.onRead = { c, bytes in
                 echo.reply(c, bytes)
