@@ -61,7 +61,7 @@ ssize_t zcr_sendmsg(int fd, const struct iovec *iov, int iovcnt, int flags) {
     struct msghdr msg = { 0 };
     msg.msg_iov = (struct iovec *)iov;
     msg.msg_iovlen = (size_t)iovcnt;
-    return sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
+    return (ssize_t)syscall(SYS_sendmsg, fd, &msg, flags | MSG_NOSIGNAL);
 }
 
 ssize_t zcr_sendfile(int out_fd, int in_fd, int64_t *offset, size_t count) {

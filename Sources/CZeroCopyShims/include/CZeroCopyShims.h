@@ -9,6 +9,8 @@
 #include <sys/types.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 // epoll: the event as two plain fields (the kernel struct is packed on x86_64).
 typedef struct { uint32_t events; uint64_t data; } zcr_epoll_event;
@@ -28,7 +30,18 @@ int zcr_pipe_cloexec(int fds[2]);  // pipe2 with O_CLOEXEC (for ChildProcess)
 int zcr_errno(void);
 void zcr_set_errno(int value);
 
-// sendmsg with one iovec array and flags (MSG_NOSIGNAL is always added).
+// The loop's per-request calls as raw syscalls: -1 with errno, as glibc's wrappers return. Those wrappers are
+// cancellation points, which switch asynchronous cancellation on and off around every call (a locked
+// compare-exchange each way, and two more functions' code a call); loop threads are never cancelled. Inline, so
+// the Swift caller calls syscall(2) directly.
+static inline ssize_t zcr_read(int fd, void *buf, size_t count) {
+    return (ssize_t)syscall(SYS_read, fd, buf, count);
+}
+static inline ssize_t zcr_send(int fd, const void *buf, size_t count, int flags) {
+    return (ssize_t)syscall(SYS_sendto, fd, buf, count, flags, (void *)0, 0);
+}
+
+// sendmsg with one iovec array and flags (MSG_NOSIGNAL is always added), as a raw syscall like zcr_send.
 ssize_t zcr_sendmsg(int fd, const struct iovec *iov, int iovcnt, int flags);
 
 // sendfile(2) from `in_fd` at *offset (advanced by what was sent; the file position is untouched).

@@ -144,12 +144,12 @@ enum Sys {
     // MARK: data
 
     static func read(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer) throws(SystemError) -> IOResult<Int> {
-        try call(.read, fd: fd) { limit in Glibc.read(fd, buffer.baseAddress, min(buffer.count, limit)) }
+        try call(.read, fd: fd) { limit in zcr_read(fd, buffer.baseAddress, min(buffer.count, limit)) }
     }
 
     /// `send` of one buffer with MSG_NOSIGNAL: a closed peer is an EPIPE error, never a SIGPIPE.
     static func send(_ fd: Int32, _ base: UnsafeRawPointer, _ count: Int) throws(SystemError) -> IOResult<Int> {
-        try call(.send, fd: fd) { limit in Glibc.send(fd, base, min(count, limit), Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
+        try call(.send, fd: fd) { limit in zcr_send(fd, base, min(count, limit), Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)) }
     }
 
     /// `sendmsg` of a gathered write with MSG_NOSIGNAL. An injected short count trims the iovecs it hands over.
