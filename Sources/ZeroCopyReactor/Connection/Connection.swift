@@ -171,7 +171,7 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// can be held for the end of the dispatch (see *Threading rules*). Call it during the `didRead` callback.
     public func write(_ bytes: InboundBytes) throws(ReactorError) {
         if loop.inLoop && mayHoldReply && chain.canHoldFront(count: bytes.count, zeroCopyThreshold: zeroCopyThreshold) {
-            chain.holdFront(bytes.bytes, owner: bytes.retain(), observer: nil, tag: 0)
+            chain.holdFront(bytes.bytes, retainedOwner: bytes.retainedOwner(), observer: nil, tag: 0)
             flushAfterDispatch = true
             return
         }

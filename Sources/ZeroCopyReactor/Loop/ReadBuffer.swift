@@ -226,12 +226,21 @@ public struct InboundBytes {
     /// Call it during the callback, on the loop thread. The slice holds the whole read buffer (64 KiB by default)
     /// until it is released, and its bytes count against this connection's share of the loop's read-memory budget.
     public func retainedSlice() -> Slice {
-        Slice(bytes: bytes, keepalive: .object(retain()))
+        charge()
+        return Slice(bytes: bytes, keepalive: .object(bufferRef.takeUnretainedValue()))
     }
 
-    /// Charges the bytes to the connection that read them and returns the buffer, retained: what keeps them alive.
+    /// Charges the bytes and returns one strong reference to the buffer, taken by hand, for the write chain's held
+    /// reply (which gives it back exactly once).
     @inline(__always)
-    func retain() -> ReadBuffer {
+    func retainedOwner() -> Unmanaged<AnyObject> {
+        charge()
+        return Unmanaged<AnyObject>.fromOpaque(bufferRef.retain().toOpaque())
+    }
+
+    /// The bytes are retained from now on: they count against the connection that read them.
+    @inline(__always)
+    private func charge() {
         let end = offset + bytes.count
         bufferRef._withUnsafeGuaranteedRef { buffer in
             if end > buffer.used {
@@ -239,7 +248,6 @@ public struct InboundBytes {
                 buffer.used = end
             }
         }
-        return bufferRef.takeUnretainedValue()
     }
 
     /// A part of the bytes as a Slice (see `retainedSlice()`).

@@ -243,7 +243,10 @@ final class WriteChain: @unchecked Sendable {
     /// instructions), an owner reference by one release. `frontCount` 0: none held.
     private var frontBase: UnsafeRawPointer?
     private var frontCount = 0
-    private var frontOwner: AnyObject?
+    /// One strong reference, counted by hand: taken when the reply is held (or handed over already taken),
+    /// given back by `clearFront` or handed to the node's keepalive by `moveFrontToQueue`, exactly once. A plain
+    /// `AnyObject?` cost an extra retain and two releases a request (the old nil's and the argument's).
+    private var frontOwner: Unmanaged<AnyObject>?
     private var frontObserver: (any SliceObserver)?
     private var frontTag: UInt64 = 0
     private var queueTail: NodePointer?
@@ -379,14 +382,19 @@ final class WriteChain: @unchecked Sendable {
             && head.load(ordering: .relaxed) == Self.idle && !closing.load(ordering: .acquiring)
     }
 
-    /// Holds a reply (after `canHoldFront` said yes): its bytes, the object that keeps them alive (nil: memory the
-    /// caller promised outlives the write), its observer and tag. Consumer only.
+    /// Holds a reply (after `canHoldFront` said yes): its bytes, one strong reference to the object that keeps
+    /// them alive, which the chain now owns (nil: memory the caller promised outlives the write), its observer and
+    /// tag. Consumer only.
     @inline(__always)
-    func holdFront(_ bytes: UnsafeRawBufferPointer, owner: AnyObject?, observer: (any SliceObserver)?, tag: UInt64) {
+    func holdFront(
+        _ bytes: UnsafeRawBufferPointer, retainedOwner owner: Unmanaged<AnyObject>?, observer: (any SliceObserver)?,
+        tag: UInt64
+    ) {
         frontBase = bytes.baseAddress
         frontCount = bytes.count
         frontOwner = owner
-        frontObserver = observer
+        // The front's observer is nil while none is held: assigning nil over it would still call a release.
+        if observer != nil { frontObserver = observer }
         frontTag = tag
     }
 
@@ -394,14 +402,14 @@ final class WriteChain: @unchecked Sendable {
     /// buffer, unowned memory); false leaves the slice to the list. Consumer only.
     @inline(__always)
     func holdFront(_ slice: borrowing Slice, zeroCopyThreshold: Int?) -> Bool {
-        let owner: AnyObject?
+        guard canHoldFront(count: slice.bytes.count, zeroCopyThreshold: zeroCopyThreshold) else { return false }
+        let owner: Unmanaged<AnyObject>?
         switch slice.keepalive {
-        case .object(let o): owner = o
+        case .object(let o): owner = Unmanaged.passRetained(o)
         case .none: owner = nil
         default: return false
         }
-        guard canHoldFront(count: slice.bytes.count, zeroCopyThreshold: zeroCopyThreshold) else { return false }
-        holdFront(slice.bytes, owner: owner, observer: slice.observer, tag: slice.tag)
+        holdFront(slice.bytes, retainedOwner: owner, observer: slice.observer, tag: slice.tag)
         return true
     }
 
@@ -416,10 +424,11 @@ final class WriteChain: @unchecked Sendable {
     @inline(never)
     private func moveFrontToQueue(sent: Int) {
         var slice = Slice(bytes: UnsafeRawBufferPointer(start: frontBase, count: frontCount),
-                          keepalive: frontOwner.map { .object($0) } ?? .none)
+                          keepalive: frontOwner.map { .object($0.takeRetainedValue()) } ?? .none)
         slice.observer = frontObserver
         slice.tag = frontTag
         let count = frontCount
+        frontOwner = nil  // its reference went to the keepalive
         clearFront()
         let node = NodePool.take(slice, from: NodePool.currentUnmanaged)
         node.pointee.offset = sent
@@ -437,7 +446,10 @@ final class WriteChain: @unchecked Sendable {
     private func clearFront() {
         frontBase = nil
         frontCount = 0
-        frontOwner = nil
+        if let owner = frontOwner {
+            frontOwner = nil
+            owner.release()
+        }
         if frontObserver != nil { frontObserver = nil }
     }
 
