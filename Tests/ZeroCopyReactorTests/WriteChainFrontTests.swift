@@ -118,6 +118,39 @@ import Testing
         #expect(order.released.map(\.tag) == [1, 2, 3])
     }
 
+    /// An observer that writes to the chain when its slice is written, the way a connection's write does on the
+    /// loop (the held reply, if any, moves to the list first).
+    final class WritesWhenWritten: SliceObserver, @unchecked Sendable {
+        let chain: WriteChain
+        let next: [UInt8]
+        var released: [UInt64] = []
+        init(chain: WriteChain, next: [UInt8]) { self.chain = chain; self.next = next }
+        func sliceWritten(tag: UInt64, byteCount: Int) {
+            guard tag == 1 else { return }
+            chain.spillFront()
+            var s = Owned(next).slice
+            s.tag = 2
+            s.observer = self
+            _ = chain.append(s)
+        }
+        func sliceReleased(tag: UInt64, error: ReactorError?) { released.append(tag) }
+    }
+
+    @Test func aWriteFromTheHeldRepliesObserverFollowsItOnce() {
+        // Before the fix the observer's write moved the reply, already sent whole, to the list: it went out twice.
+        let chain = WriteChain(highWatermark: 1 << 20)
+        let observer = WritesWhenWritten(chain: chain, next: bytes(5, from: 10))
+        var first = Owned(bytes(10, from: 0)).slice
+        first.tag = 1
+        first.observer = observer
+        hold(chain, first)
+        let socket = ScriptedSocket([])
+        #expect(socket.flush(chain) == .drained)
+        #expect(socket.sent == bytes(15, from: 0))
+        #expect(socket.calls == [[10], [5]])
+        #expect(observer.released == [1, 2] && chain.pending == 0)
+    }
+
     @Test func failingTheChainReleasesTheHeldReplyFirstAndOnce() {
         let order = ReleaseOrder()
         let chain = WriteChain(highWatermark: 1 << 20)

@@ -484,10 +484,15 @@ final class WriteChain: @unchecked Sendable {
             }
             stats.slicesWritten += 1
             if let observer = frontObserver {
-                // As `finish` does: written, then the release of the bytes, then released.
+                // As `finish` does: written, then the release of the bytes, then released. The front is emptied
+                // before the observer hears anything: a callback that writes to this connection must find it empty
+                // (a held reply it moved to the list would go out twice), so the owner is given back in between.
                 let tag = frontTag
-                observer.sliceWritten(tag: tag, byteCount: count)
+                let owner = frontOwner
+                frontOwner = nil
                 clearFront()
+                observer.sliceWritten(tag: tag, byteCount: count)
+                owner?.release()
                 observer.sliceReleased(tag: tag, error: nil)
             } else {
                 clearFront()
