@@ -380,4 +380,129 @@ import Testing
         #expect(tracker.releasedCount == tracker.writtenCount && tracker.releasedTwice.isEmpty && tracker.errorCount == 0)
         #expect(pool.loops[0].submitAndWait { tracker.releasedCount } == tracker.writtenCount)
     }
+
+    // Read bytes written back with `write(_: InboundBytes)` are lent to the chain, not taken: no reference to the
+    // buffer and no charge, unless the reply outlives its dispatch or the loop reads on into the same memory. Then
+    // it is owned first, or the next read would overwrite the reply before it is sent.
+
+    /// The first index where `a` and `b` differ (nil: none): a failure names a byte, not two megabytes.
+    static func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
+        zip(a, b).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+    }
+
+    @Test func repliesLentByAPeerThatNeverReadsAreKeptWholeUntilItDoes() throws {
+        // The peer sends 2 MiB in 1 KiB requests and reads nothing: each lent reply meets EAGAIN or a partial send
+        // and moves into the list, and the reads go on into the same buffer. Then the peer reads every byte, in order.
+        let paused = Signal()
+        let heldWhilePaused = Box<Int>()
+        let (pool, address) = try makeServer(configure: Self.smallBuffers(high: 128 * 1024, sendBuffer: 32 * 1024)) { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                try? c.write(bytes)
+                if !c.isWritable {
+                    c.pauseReading()
+                    heldWhilePaused.set(c.readBytesHeld.load(ordering: .relaxed))
+                    paused.fire()
+                }
+            }
+            h.onWritability = { c, writable in if writable { c.resumeReading() } }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address, receiveBuffer: 16 * 1024)
+        var random = TestRandom(seed: 31)
+        let data = random.bytes(2 << 20)
+        runThread {
+            for i in stride(from: 0, to: data.count, by: 1024) { peer.send(Array(data[i..<i + 1024])) }
+        }
+        #expect(paused.wait(seconds: 20))
+        // The replies queued behind the full socket are owned: charged to the connection that read them.
+        #expect((heldWhilePaused.wait() ?? 0) >= 64 * 1024)
+        let got = peer.read(exactly: data.count)
+        #expect(got.count == data.count && Self.firstDifference(got, data) == nil)
+        let counters = pool.counters()[0]
+        #expect(counters.write.wouldBlocks + counters.write.partialWrites > 0)
+        // Every reply released: no buffer is held once all of it was sent.
+        #expect(pool.loops[0].submitAndWait { pool.loops[0].readBuffers.memory.heldBuffers.load(ordering: .relaxed) } == 0)
+    }
+
+    @Test func aReadThatFillsItsRegionOwnsTheLentReplyBeforeReadingOn() throws {
+        // More than the 64 KiB buffer waits in the socket before the loop reads (it is held meanwhile): the first
+        // read fills the whole buffer, its echo is lent, and the loop reads on at once. That read must go past the
+        // lent bytes, into another buffer.
+        let reads = Locked<[Int]>([])
+        let server = Box<Connection>()
+        let (pool, address) = try makeServer(configure: {
+            $0.highWatermark = 1 << 20
+            $0.lowWatermark = 1 << 19
+        }) { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                reads.withLock { $0.append(bytes.count) }
+                try? c.write(bytes)
+                server.set(c)
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let peer = try RawPeer(connectingTo: address)
+        peer.send([7])
+        #expect(peer.read(exactly: 1) == [7])
+        let fd = try #require(server.wait()).fd
+        var random = TestRandom(seed: 32)
+        let data = random.bytes(192 * 1024)
+        let release = Self.holdLoop(pool.loops[0])
+        runThread { peer.send(data) }
+        // Until more than one buffer's worth is queued on the server's socket (the loop cannot read it meanwhile).
+        var queued: Int32 = 0
+        for _ in 0..<20_000 where queued <= 64 * 1024 {
+            _ = ioctl(fd, UInt(FIONREAD), &queued)
+            if queued <= 64 * 1024 { usleep(1000) }
+        }
+        release.signal()
+        #expect(queued > 64 * 1024)
+        let got = peer.read(exactly: data.count)
+        #expect(got.count == data.count && Self.firstDifference(got, data) == nil)
+        // At least one read took a whole buffer's worth, so the loop did read on within one dispatch.
+        #expect(reads.withLock { $0.contains(64 * 1024) })
+    }
+
+    /// Weak references to the connections a test saw, read back on the loop.
+    final class WeakConnections: @unchecked Sendable {
+        struct Entry { weak var connection: Connection? }
+        var entries: [Entry] = []
+        var retiringSeen: [Int] = []
+    }
+
+    @Test func connectionsTornDownByTheirOwnEventOutliveItAndNoLonger() throws {
+        // The loop dispatches a connection's events without taking a reference to it (the slot holds it). A peer
+        // whose request makes the handler abort tears the connection down inside that dispatch: the loop keeps it
+        // until the batch of events ends, then lets go. 40 churning peers: each gets its reset, and afterwards no
+        // connection object is left.
+        let seen = WeakConnections()
+        let (pool, address) = try makeServer { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, _ in
+                c.abort()
+                // Torn down now: only the loop's batch keeps the object (the handler holds no reference).
+                seen.entries.append(.init(connection: c))
+                seen.retiringSeen.append(c.loop.retiringCount)
+            }
+            return h
+        }
+        defer { pool.shutdown() }
+        let loop = pool.loops[0]
+        for i in 0..<40 {
+            let peer = try RawPeer(connectingTo: address)
+            peer.send([UInt8(i)])
+            #expect(peer.readAll().isEmpty)  // the reset (or EOF after it), never an echo
+        }
+        let (alive, retiring, counts) = loop.submitAndWait {
+            (seen.entries.filter { $0.connection != nil }.count, loop.retiringCount, seen.retiringSeen)
+        } ?? (-1, -1, [])
+        #expect(counts.count == 40 && counts.allSatisfy { $0 >= 1 })
+        #expect(retiring == 0)
+        #expect(alive == 0)
+        #expect(pool.counters()[0].connectionsOpen == 0)
+    }
 }

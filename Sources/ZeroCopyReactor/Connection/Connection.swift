@@ -170,8 +170,12 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// are charged to the connection that read them, and no byte is copied), without making a Slice when the reply
     /// can be held for the end of the dispatch (see *Threading rules*). Call it during the `didRead` callback.
     public func write(_ bytes: InboundBytes) throws(ReactorError) {
-        if loop.inLoop && mayHoldReply && chain.canHoldFront(count: bytes.count, zeroCopyThreshold: zeroCopyThreshold) {
-            chain.holdFront(bytes.bytes, retainedOwner: bytes.retainedOwner(), observer: nil, tag: 0)
+        // Lent, not taken, when they are this dispatch's own reply: neither the buffer's reference nor the charge is
+        // needed for a send that takes all of it at the end of the dispatch, and every other way owns them first
+        // (WriteChain's lent front). `dispatching` says they are the bytes of this connection's read.
+        if loop.inLoop && mayHoldReply && bytes.wasReadBy(self)
+            && chain.canHoldFront(count: bytes.count, zeroCopyThreshold: zeroCopyThreshold) {
+            chain.lendFront(bytes)
             flushAfterDispatch = true
             return
         }
@@ -436,6 +440,8 @@ public final class Connection: @unchecked Sendable, Selectable {
                 bytes: UnsafeRawBufferPointer(rebasing: region[0..<n]), buffer: buffer, offset: offset,
                 connection: Unmanaged.passUnretained(self)))
             if n < region.count || readingPaused || memoryPaused { return }
+            // The next read may go into the same memory: a reply still lent from it is owned first.
+            chain.ownLentFront()
         }
     }
 
@@ -465,7 +471,10 @@ public final class Connection: @unchecked Sendable, Selectable {
     /// ping-pong request ran were `flushNow`'s, most of them its general loop over the list).
     private func sendHeldReply() {
         flushAfterDispatch = false
-        guard !chain.isSealed, !isFlushing else { return }
+        guard !chain.isSealed, !isFlushing else {
+            chain.ownLentFront()  // not sent now: it outlives the dispatch (neither happens while a reply is held)
+            return
+        }
         isFlushing = true
         var flushed = FlushStats()
         let outcome = chain.flushFront(

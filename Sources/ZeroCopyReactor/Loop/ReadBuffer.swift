@@ -222,6 +222,10 @@ public struct InboundBytes {
 
     public var count: Int { bytes.count }
 
+    /// Whether `connection` read these bytes (for the write chain's lent front).
+    @inline(__always)
+    func wasReadBy(_ connection: Connection) -> Bool { connectionRef.toOpaque() == Unmanaged.passUnretained(connection).toOpaque() }
+
     /// The bytes as a Slice that keeps the loop's buffer alive: write it to any connection without copying.
     /// Call it during the callback, on the loop thread. The slice holds the whole read buffer (64 KiB by default)
     /// until it is released, and its bytes count against this connection's share of the loop's read-memory budget.

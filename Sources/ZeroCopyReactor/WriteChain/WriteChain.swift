@@ -249,6 +249,9 @@ final class WriteChain: @unchecked Sendable {
     private var frontOwner: Unmanaged<AnyObject>?
     private var frontObserver: (any SliceObserver)?
     private var frontTag: UInt64 = 0
+    /// Set instead of `frontOwner` when the front is bytes the loop just read, lent rather than taken (`lendFront`):
+    /// neither retained nor charged until `ownLentFront` makes them so. Nil otherwise.
+    private var frontLent: InboundBytes?
     private var queueTail: NodePointer?
     /// Written slices waiting for their MSG_ZEROCOPY completion, in append order (released in that order).
     private var awaitingHead: NodePointer?
@@ -367,6 +370,13 @@ final class WriteChain: @unchecked Sendable {
     //   itself (`frontBytes`). It is smaller than the high watermark and the hard cap, so it cannot cross either;
     // - it is released exactly once: sent whole (written, then released), moved to the queue (whose node then
     //   owns it), or failed.
+    // A lent front (`lendFront`) is read bytes held without a reference to their buffer and without a charge:
+    // - the loop reads into that buffer again only in the same connection's `readAvailable`, which calls
+    //   `ownLentFront` before its next read; every other way out of the dispatch owns it first too: the move to
+    //   the queue (a partial send, EAGAIN, a second write, failAll) takes the reference and the charge, and a send
+    //   of all of it needs neither;
+    // - so the bytes are never overwritten while held, and the buffer's own invariant (reused in place only when
+    //   nobody else holds it) is kept: the reuse waits behind `used`, which the charge moves past them.
 
     /// Bytes of the held reply (0: none). Consumer only.
     var frontBytes: Int { frontCount }
@@ -398,6 +408,30 @@ final class WriteChain: @unchecked Sendable {
         frontTag = tag
     }
 
+    /// Holds read bytes as the front (after `canHoldFront` said yes) without retaining their buffer or charging
+    /// them: lent until the front is sent whole, or owned by `ownLentFront` (see the invariants above). Consumer
+    /// only; for the bytes of the read the owning loop is dispatching now.
+    @inline(__always)
+    func lendFront(_ bytes: InboundBytes) {
+        frontBase = bytes.bytes.baseAddress
+        frontCount = bytes.count
+        frontLent = bytes
+        frontTag = 0
+    }
+
+    /// A lent front becomes owned: its buffer retained and its bytes charged to the connection that read them,
+    /// as `InboundBytes.retainedSlice()` does. Before the loop reads into that buffer again. Consumer only.
+    @inline(__always)
+    func ownLentFront() {
+        if frontLent != nil { takeLentFront() }
+    }
+
+    @inline(never)
+    private func takeLentFront() {
+        frontOwner = frontLent.unsafelyUnwrapped.retainedOwner()
+        frontLent = nil
+    }
+
     /// A slice's reply, if it is memory with an owner object or none (the usual ones: read bytes, an owned
     /// buffer, unowned memory); false leaves the slice to the list. Consumer only.
     @inline(__always)
@@ -423,6 +457,7 @@ final class WriteChain: @unchecked Sendable {
 
     @inline(never)
     private func moveFrontToQueue(sent: Int) {
+        ownLentFront()
         var slice = Slice(bytes: UnsafeRawBufferPointer(start: frontBase, count: frontCount),
                           keepalive: frontOwner.map { .object($0.takeRetainedValue()) } ?? .none)
         slice.observer = frontObserver
@@ -446,6 +481,7 @@ final class WriteChain: @unchecked Sendable {
     private func clearFront() {
         frontBase = nil
         frontCount = 0
+        frontLent = nil  // lent: nothing was taken, so nothing is given back
         if let owner = frontOwner {
             frontOwner = nil
             owner.release()
