@@ -5,9 +5,11 @@
 # four limit/reader.c per server, discarding (recv MSG_TRUNC), each reading the whole 1 GiB file once. Prints each
 # server's CPU per GB sent (/proc utime + stime) and the ratios. GB/s is not printed: the servers share one core,
 # so their rates depend on one another; the CPU each spends per GB does not.
-#   concurrent-fileserve.py [ROUNDS]        (needs tools/bench's build: Benchmarks/.build/release, .build/limit)
+#   [READERS=N] concurrent-fileserve.py [ROUNDS]   (needs tools/bench's build: Benchmarks/.build/release, .build/limit)
+# READERS: readers per server, each reading the whole file (default 4).
 import os, re, subprocess, sys
 
+readers_per_server = int(os.environ.get("READERS", "4"))
 rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
 B = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", ".build")
 SIZE = 1 << 30
@@ -52,7 +54,7 @@ for r in range(rounds):
     srv = {s: start(s) for s in order}
     c0 = {s: cpu(srv[s][0].pid) for s in order}
     readers = {s: [subprocess.Popen(["taskset", "-c", "1", B + "/limit/reader", "127.0.0.1", srv[s][1], "262144", "64",
-                                     "discard"], stdout=subprocess.PIPE, text=True) for _ in range(4)] for s in order}
+                                     "discard"], stdout=subprocess.PIPE, text=True) for _ in range(readers_per_server)] for s in order}
     for s in order:
         for p in readers[s]:
             out = p.stdout.read()
@@ -65,7 +67,7 @@ for r in range(rounds):
     for s in order:
         srv[s][0].stdin.close()
         srv[s][0].wait()
-        results[s].append((c1[s] - c0[s]) / (4 * SIZE / 1e9))
+        results[s].append((c1[s] - c0[s]) / (readers_per_server * SIZE / 1e9))
     print(f"round {r + 1}: " + "  ".join(f"{s} {results[s][-1]:.3f} s/GB" for s in sides), flush=True)
 med = {s: sorted(v)[len(v) // 2] for s, v in results.items()}
 print("median server CPU per GB: " + "  ".join(f"{s} {med[s]:.3f}" for s in sides))
