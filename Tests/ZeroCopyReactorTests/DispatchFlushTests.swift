@@ -344,6 +344,42 @@ import Testing
         #expect(peer.readAll().isEmpty)
     }
 
+    /// A server (32 KiB socket send buffers, high watermark `high`) that answers each read with `reply`, pauses
+    /// reading while the connection is not writable (calling `paused` then) and resumes once it is again.
+    static func pausingServer(
+        high: Int, reply: @escaping @Sendable (Connection, InboundBytes) -> Void,
+        paused: @escaping @Sendable (Connection) -> Void
+    ) throws -> (ReactorPool, SocketAddress) {
+        try makeServer(configure: smallBuffers(high: high, sendBuffer: 32 * 1024)) { _ in
+            let h = ClosureHandler()
+            h.onRead = { c, bytes in
+                reply(c, bytes)
+                if !c.isWritable {
+                    c.pauseReading()
+                    paused(c)
+                }
+            }
+            h.onWritability = { c, writable in if writable { c.resumeReading() } }
+            return h
+        }
+    }
+
+    /// A peer with a 16 KiB receive buffer that sends `bytes` random bytes in 1 KiB requests from a thread of its
+    /// own and reads nothing, until the server has paused. The sender blocks once the server pauses; only the
+    /// caller's reads, which start after this returns, let it go on.
+    static func floodUntilPaused(
+        _ address: SocketAddress, _ paused: Signal, bytes: Int, seed: UInt64
+    ) throws -> (RawPeer, [UInt8]) {
+        let peer = try RawPeer(connectingTo: address, receiveBuffer: 16 * 1024)
+        var random = TestRandom(seed: seed)
+        let data = random.bytes(bytes)
+        runThread {
+            for i in stride(from: 0, to: data.count, by: 1024) { peer.send(Array(data[i..<i + 1024])) }
+        }
+        #expect(paused.wait(seconds: 20))
+        return (peer, data)
+    }
+
     @Test func aPeerThatNeverReadsGetsEveryHeldReplyInOrderOnceItDoes() throws {
         // The peer sends 4 MiB in 1 KiB requests and reads nothing: the echoes fill its receive buffer and the
         // server's send buffer, held replies meet EAGAIN and partial sends and move into the list, the handler
@@ -352,28 +388,9 @@ import Testing
         let echo = TrackedEcho(tracker)
         let paused = Signal()
         let high = 128 * 1024
-        let (pool, address) = try makeServer(configure: Self.smallBuffers(high: high, sendBuffer: 32 * 1024)) { _ in
-            let h = ClosureHandler()
-            h.onRead = { c, bytes in
-                echo.reply(c, bytes)
-                if !c.isWritable {
-                    c.pauseReading()
-                    paused.fire()
-                }
-            }
-            h.onWritability = { c, writable in if writable { c.resumeReading() } }
-            return h
-        }
+        let (pool, address) = try Self.pausingServer(high: high, reply: echo.reply) { _ in paused.fire() }
         defer { pool.shutdown() }
-        let peer = try RawPeer(connectingTo: address, receiveBuffer: 16 * 1024)
-        var random = TestRandom(seed: 13)
-        let data = random.bytes(4 << 20)
-        // The sender blocks once the server pauses; only the reads below, which start once the server has paused,
-        // let it go on.
-        runThread {
-            for i in stride(from: 0, to: data.count, by: 1024) { peer.send(Array(data[i..<i + 1024])) }
-        }
-        #expect(paused.wait(seconds: 20))
+        let (peer, data) = try Self.floodUntilPaused(address, paused, bytes: 4 << 20, seed: 13)
         #expect(peer.read(exactly: data.count) == data)
         let counters = pool.counters()[0].write
         #expect(counters.wouldBlocks + counters.partialWrites > 0)
@@ -395,27 +412,12 @@ import Testing
         // and moves into the list, and the reads go on into the same buffer. Then the peer reads every byte, in order.
         let paused = Signal()
         let heldWhilePaused = Box<Int>()
-        let (pool, address) = try makeServer(configure: Self.smallBuffers(high: 128 * 1024, sendBuffer: 32 * 1024)) { _ in
-            let h = ClosureHandler()
-            h.onRead = { c, bytes in
-                try? c.write(bytes)
-                if !c.isWritable {
-                    c.pauseReading()
-                    heldWhilePaused.set(c.readBytesHeld.load(ordering: .relaxed))
-                    paused.fire()
-                }
-            }
-            h.onWritability = { c, writable in if writable { c.resumeReading() } }
-            return h
+        let (pool, address) = try Self.pausingServer(high: 128 * 1024, reply: { c, bytes in try? c.write(bytes) }) { c in
+            heldWhilePaused.set(c.readBytesHeld.load(ordering: .relaxed))
+            paused.fire()
         }
         defer { pool.shutdown() }
-        let peer = try RawPeer(connectingTo: address, receiveBuffer: 16 * 1024)
-        var random = TestRandom(seed: 31)
-        let data = random.bytes(2 << 20)
-        runThread {
-            for i in stride(from: 0, to: data.count, by: 1024) { peer.send(Array(data[i..<i + 1024])) }
-        }
-        #expect(paused.wait(seconds: 20))
+        let (peer, data) = try Self.floodUntilPaused(address, paused, bytes: 2 << 20, seed: 31)
         // The replies queued behind the full socket are owned: charged to the connection that read them.
         #expect((heldWhilePaused.wait() ?? 0) >= 64 * 1024)
         let got = peer.read(exactly: data.count)
