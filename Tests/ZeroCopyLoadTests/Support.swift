@@ -23,8 +23,8 @@ final class PlainServer: @unchecked Sendable {
         case corruptingEcho(at: Int)
         case blast(bytes: Int, corruptAt: Int?)
         case sink
-        /// Echoes for `seconds` after accepting, then reads and never answers again (`stallStarts`: when each
-        /// connection first got bytes it did not answer).
+        /// Echoes for `seconds` after accepting (and at least one answer), then reads and never answers again
+        /// (`stallStarts`: when each connection first got bytes it did not answer).
         case echoThenStall(seconds: Double)
         /// Pairs connections as they arrive (1st with 2nd, ...): what one sends is echoed to the other.
         case swappingEcho
@@ -123,17 +123,21 @@ final class PlainServer: @unchecked Sendable {
             let until = monotonicNanos() + UInt64(seconds * 1e9)
             var buffer = [UInt8](repeating: 0, count: 65536)
             var stalled = false
+            var answered = false
             while true {
                 let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
                 if n <= 0 { break }
                 if stalled { continue }
                 let now = monotonicNanos()
-                if now >= until {
+                // Not before it has answered once: on a loaded machine the first request can come after `seconds`,
+                // and a server that never answered is another case (`rateAndUnansweredAgainstAServerThatNeverAnswers`).
+                if now >= until && answered {
                     stalled = true
                     stalls.withLock { $0.append(now) }
                     continue
                 }
                 guard sendAll(fd, buffer[0..<n]) else { break }
+                answered = true
             }
         case .sink:
             var buffer = [UInt8](repeating: 0, count: 65536)

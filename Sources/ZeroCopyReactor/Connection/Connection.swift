@@ -16,6 +16,9 @@ public final class Connection: @unchecked Sendable, Selectable {
     public let loop: EventLoop
     let chain: WriteChain
     private var handler: (any ConnectionHandler)?
+    /// The handler object's address while it is set, for the loop's prefetch of the next event's handler (never
+    /// dereferenced: see EventLoop's prefetching).
+    private(set) var handlerAddress: UnsafeRawPointer?
     /// The raw descriptor number while open (-1 after close); for logs and fault injection in tests.
     /// Unchecked exclusivity: set on the loop only, by plain stores (see EventLoop's loop-only state); each read
     /// of it for a syscall was a runtime access check.
@@ -315,6 +318,7 @@ public final class Connection: @unchecked Sendable, Selectable {
     func start(handler: any ConnectionHandler, connectTimeout: UInt64?) {
         loop.preconditionInLoop()
         self.handler = handler
+        handlerAddress = UnsafeRawPointer(Unmanaged.passUnretained(handler as AnyObject).toOpaque())
         if loop.isStopping {
             teardown(.poolShutdown)
             return
@@ -756,6 +760,7 @@ public final class Connection: @unchecked Sendable, Selectable {
         for w in waiters { w.resume(throwing: ReactorError.connectionClosed) }
         let h = handler
         handler = nil
+        handlerAddress = nil
         h?.connectionClosed(self, error: error)
     }
 

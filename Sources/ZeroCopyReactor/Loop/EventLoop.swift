@@ -131,7 +131,11 @@ public final class EventLoop: @unchecked Sendable {
     /// the connection's first cache line, every request). Invariant: while the loop dispatches a batch of events
     /// (`dispatchingEvents`), a slot's released item is kept in `retiring` until the batch ends, so an item whose
     /// event handling tore it down stays alive until its `ready` has returned.
-    private var slots: [(item: (any Selectable)?, generation: UInt32, connection: Unmanaged<Connection>?)] = []
+    /// `chain` and `handler` are the connection's write chain and handler object, unretained too, for `prefetch`.
+    private var slots: [(
+        item: (any Selectable)?, generation: UInt32, connection: Unmanaged<Connection>?, chain: Unmanaged<WriteChain>?,
+        handler: UnsafeRawPointer?
+    )] = []
     @exclusivity(unchecked) private var dispatchingEvents = false
     @exclusivity(unchecked) private var retiring: [any Selectable] = []
     private var freeSlots: [UInt32] = []
@@ -280,11 +284,16 @@ public final class EventLoop: @unchecked Sendable {
         let slot: UInt32
         if let free = freeSlots.popLast() {
             slot = free
+            let connection = Self.unretainedConnection(item)
             slots[Int(slot)].item = item
-            slots[Int(slot)].connection = Self.unretainedConnection(item)
+            slots[Int(slot)].connection = connection
+            slots[Int(slot)].chain = connection.map { Unmanaged.passUnretained($0.takeUnretainedValue().chain) }
+            slots[Int(slot)].handler = connection?.takeUnretainedValue().handlerAddress
         } else {
             slot = UInt32(slots.count)
-            slots.append((item, 0, Self.unretainedConnection(item)))
+            let connection = Self.unretainedConnection(item)
+            slots.append((item, 0, connection, connection.map { Unmanaged.passUnretained($0.takeUnretainedValue().chain) },
+                          connection?.takeUnretainedValue().handlerAddress))
         }
         let registration = Registration(slot: slot, generation: slots[Int(slot)].generation)
         do {
@@ -308,6 +317,45 @@ public final class EventLoop: @unchecked Sendable {
     /// Items released during the batch of events being dispatched, kept until it ends (loop only; for tests).
     var retiringCount: Int { retiring.count }
 
+    // Prefetching. The connection an event names is rarely in cache: between two of its requests the kernel's work for
+    // the other connections evicts it, and the first load from it waited for memory every request (perf: a third of
+    // the user-space samples of the loop cut down to a read and a send, `Benchmarks/adhoc/floor.patch`, fell on that
+    // one load). So while event i is handled, the slot of event i + 2 is brought in, and the connection, write chain
+    // and handler of event i + 1: a slot's line first, since those addresses are read from it, then the first three
+    // lines of the connection and of the chain (which hold what a request touches; see their declarations) and the
+    // handler's first (its reference count). Hints only: nothing is read but `events` and the slot, whose entry is
+    // checked as the dispatch checks it, and a stale or freed address costs a wasted prefetch, never a fault. In
+    // 1,000-connection ping-pong it took 3% off the server's CPU per request (BENCHMARKS.md, session 8).
+
+    @inline(__always)
+    private func slotIndex(_ i: Int, _ n: Int) -> Int? {
+        guard i < n else { return nil }
+        let slot = Int(UInt32(truncatingIfNeeded: events[i].data))
+        return slot < slots.count ? slot : nil
+    }
+
+    @inline(__always)
+    private func prefetch(slotOf i: Int, _ n: Int) {
+        guard let slot = slotIndex(i, n) else { return }
+        slots.withUnsafeBufferPointer { zcr_prefetch_read($0.baseAddress! + slot) }
+    }
+
+    @inline(__always)
+    private func prefetch(connectionOf i: Int, _ n: Int) {
+        guard let slot = slotIndex(i, n), let connection = slots[slot].connection,
+              let chain = slots[slot].chain else { return }
+        let c = UnsafeRawPointer(connection.toOpaque())
+        zcr_prefetch_write(c)
+        zcr_prefetch_write(c + 64)
+        zcr_prefetch_write(c + 128)
+        let w = UnsafeRawPointer(chain.toOpaque())
+        zcr_prefetch_write(w)
+        zcr_prefetch_write(w + 64)
+        zcr_prefetch_write(w + 128)
+        // The handler's first line holds its reference count, which the read callback's call retains and releases.
+        if let h = slots[slot].handler { zcr_prefetch_write(h) }
+    }
+
     private static func unretainedConnection(_ item: any Selectable) -> Unmanaged<Connection>? {
         (item as? Connection).map { Unmanaged.passUnretained($0) }
     }
@@ -317,6 +365,8 @@ public final class EventLoop: @unchecked Sendable {
         guard slots[i].generation == registration.generation else { return }
         if dispatchingEvents, let item = slots[i].item { retiring.append(item) }
         slots[i].connection = nil
+        slots[i].chain = nil
+        slots[i].handler = nil
         slots[i].item = nil
         slots[i].generation &+= 1
         freeSlots.append(registration.slot)
@@ -374,7 +424,12 @@ public final class EventLoop: @unchecked Sendable {
             counters.iterations += 1
             iterationStart = Self.now()
             dispatchingEvents = true
+            if n > 0 { prefetch(slotOf: 0, n) }
+            if n > 1 { prefetch(slotOf: 1, n) }
+            if n > 0 { prefetch(connectionOf: 0, n) }
             for i in 0..<n {
+                prefetch(slotOf: i + 2, n)
+                prefetch(connectionOf: i + 1, n)
                 let event = events[i]
                 if event.data == UInt64.max {
                     counters.wakeups += 1
